@@ -1,0 +1,420 @@
+"""The `finops` command: parse, call the library, print (table | csv | json).
+
+This is one of the two places (with the scheduler) that wires a collector to the
+warehouse. Every command takes `--db PATH` and `--config DIR`; errors we raise on purpose
+print as one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from finops import demo as demo_data
+from finops.analytics.chargeback import (
+    DIMENSIONS,
+    CostBasis,
+    chargeback,
+    parse_dimensions,
+    period_total,
+)
+from finops.collectors import focus
+from finops.config import Config, load_config
+from finops.defaults import init_deployment
+from finops.errors import FinopsError
+from finops.periods import Period, add_months, parse_period, quarter_containing
+from finops.warehouse import IngestResult, Warehouse
+from finops.warehouse.export import export_focus
+
+app = typer.Typer(
+    help="FinOps cost analytics and right-sizing for ML/GPU platforms.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+ingest_app = typer.Typer(
+    help="Load billing and usage data into the warehouse.", no_args_is_help=True
+)
+export_app = typer.Typer(help="Write warehouse data out in standard formats.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(export_app, name="export")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help="Warehouse file (default: $FINOPS_DB, finops.yaml, .finops/warehouse.duckdb)."
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Folder holding finops.yaml (default: $FINOPS_CONFIG, then .)."),
+]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="How to print the result.")
+]
+PeriodOption = Annotated[
+    str,
+    typer.Option(
+        "--period",
+        "-p",
+        help="A month (2026-05), a fiscal quarter (2026-Q2) or days (2026-05-01..2026-06-30).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    config: Config
+    warehouse: Warehouse
+
+    def period(self, text: str) -> Period:
+        return parse_period(
+            text,
+            fiscal_year_start_month=self.config.fiscal_year_start_month,
+            fiscal_year_label=self.config.fiscal_year_label,
+        )
+
+
+def _context(db: Path | None, config_dir: Path | None) -> Context:
+    config = load_config(config_dir)
+    return Context(config, Warehouse.from_config(config, db))
+
+
+# --- printing ----------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value) if value == value.quantize(Decimal("0.01")) else str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    return str(value)
+
+
+def emit(
+    table: pa.Table, fmt: OutputFormat, *, title: str | None = None, footer: list[str] | None = None
+) -> None:
+    """Print an Arrow table as a rich table, CSV or JSON records."""
+    if fmt is OutputFormat.csv:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table, sink)
+        sys.stdout.write(sink.getvalue().to_pybytes().decode())
+        return
+    if fmt is OutputFormat.json:
+        records = [{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()]
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+        return
+    view = Table(title=title, show_footer=footer is not None)
+    for index, name in enumerate(table.column_names):
+        numeric = (
+            pa.types.is_decimal(table.schema.field(name).type)
+            or pa.types.is_floating(table.schema.field(name).type)
+            or pa.types.is_integer(table.schema.field(name).type)
+        )
+        view.add_column(
+            name, footer=(footer[index] if footer else ""), justify="right" if numeric else "left"
+        )
+    for row in table.to_pylist():
+        view.add_row(*(_cell(v) for v in row.values()))
+    console.print(view)
+
+
+def _print_ingest(result: IngestResult) -> None:
+    periods = ", ".join(f"{p:%Y-%m}" for p in result.periods)
+    console.print(
+        f"[bold]{result.source}[/]: {result.status}; {result.rows:,} rows for {periods}; "
+        f"billed {result.billed_cost:,.2f}, effective {result.effective_cost:,.2f}; "
+        f"replaced {result.replaced_rows:,} rows in {result.seconds:.2f} s"
+    )
+    for note in result.notes:
+        console.print(f"  normalised: {note}")
+    for overlap in result.overlaps:
+        console.print(
+            f"  [yellow]overlap[/]: billing account {overlap.billing_account_id} "
+            f"{overlap.billing_period_start:%Y-%m} is billed by {', '.join(overlap.sources)}; "
+            f"counting {overlap.winner} ({overlap.reason})"
+        )
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+@ingest_app.command("focus")
+def ingest_focus(
+    location: Annotated[
+        str, typer.Argument(help="A FOCUS file, folder, glob or s3://bucket/prefix.")
+    ],
+    source: Annotated[
+        str | None, typer.Option(help="Source name (default: derived from the location).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Accept a delivery covering fewer days than the data it replaces.")
+    ] = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest FOCUS 1.0-1.3 files (CSV, CSV.gz, Parquet), replacing their billing periods."""
+    ctx = _context(db, config)
+    name = source or focus.default_source(location)
+    result = ctx.warehouse.ingest_cost(
+        lambda: focus.read_focus(location),
+        source=name,
+        collector="focus",
+        uri=location,
+        force=force,
+    )
+    _print_ingest(result)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest history, newest first: source, status, rows, totals, errors."""
+    table = _context(db, config).warehouse.runs(limit)
+    if fmt is OutputFormat.table:
+        table = table.select(
+            ["started_at", "source", "status", "rows", "billed_cost", "periods", "seconds", "error"]
+        )
+    emit(table, fmt, title="Ingest runs")
+
+
+@app.command("chargeback")
+def chargeback_command(
+    period: PeriodOption,
+    by: Annotated[
+        str, typer.Option(help=f"Group by, comma-separated: {', '.join(DIMENSIONS)}.")
+    ] = "team",
+    cost: Annotated[
+        str, typer.Option(help="Cost basis: billed (invoice) or effective (amortised).")
+    ] = "billed",
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Spend per team (or any dimension) for a period, with an explicit (unallocated) row."""
+    ctx = _context(db, config)
+    if cost not in ("billed", "effective"):
+        raise FinopsError(f"--cost {cost!r}: use billed or effective")
+    basis: CostBasis = "billed" if cost == "billed" else "effective"
+    chosen = ctx.period(period)
+    dims = parse_dimensions(by, ctx.config.allocation, ctx.config.teams)
+    with ctx.warehouse.reader() as conn:
+        table = chargeback(
+            conn,
+            chosen,
+            dims,
+            cost=basis,
+            unallocated_label=ctx.config.allocation.unallocated_label,
+        )
+        totals = period_total(conn, chosen, basis)
+    table = table.drop_columns(["exact_cost"])
+    footer = None
+    if fmt is OutputFormat.table and len(totals) == 1:
+        (total,) = totals.values()
+        footer = [
+            "Total",
+            *[""] * (len(dims) - 1),
+            "",
+            f"{total:,.2f}",
+            "100.00",
+            f"{sum(table['rows'].to_pylist()):,}",
+        ]
+    emit(table, fmt, title=f"Charge-back {chosen.label} ({cost} cost)", footer=footer)
+
+
+@export_app.command("focus")
+def export_focus_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],
+    period: Annotated[
+        str | None, typer.Option("--period", "-p", help="Only this period (default: everything).")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a FOCUS 1.2 dataset (FOCUS names and types, Tags as JSON) of the warehouse."""
+    ctx = _context(db, config)
+    chosen = ctx.period(period) if period else None
+    with ctx.warehouse.reader() as conn:
+        rows = export_focus(conn, out, chosen)
+    console.print(f"wrote {rows:,} rows to {out}")
+
+
+@app.command()
+def demo(
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed gives the same organisation.")
+    ] = 7,
+    months: Annotated[int, typer.Option(min=1, max=36, help="How many months of history.")] = 8,
+    end_month: Annotated[
+        str | None,
+        typer.Option(help="Last month to generate, YYYY-MM (default: last complete month)."),
+    ] = None,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo's source files are written.")
+    ] = Path(".finops/demo"),
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Generate the demo organisation's billing files, ingest them and print a summary."""
+    ctx = _context(db, config)
+    last = parse_period(end_month).start if end_month else None
+    files = demo_data.generate(data_dir, seed=seed, months=months, end_month=last)
+    console.print(
+        f"generated {files.rows:,} rows for {files.months[0]:%Y-%m}..{files.months[-1]:%Y-%m} in {data_dir}"
+    )
+    for path in (files.aws_dir, files.gcp_dir, files.restated_dir):
+        location = str(path)
+        source = focus.default_source(str(files.aws_dir if path == files.restated_dir else path))
+        _print_ingest(
+            ctx.warehouse.ingest_cost(
+                lambda location=location: focus.read_focus(location),
+                source=source,
+                collector="focus",
+                uri=location,
+            )
+        )
+    quarter = _last_full_quarter(ctx, files.months[-1])
+    dims = parse_dimensions("team", ctx.config.allocation, ctx.config.teams)
+    with ctx.warehouse.reader() as conn:
+        table = chargeback(
+            conn, quarter, dims, unallocated_label=ctx.config.allocation.unallocated_label
+        )
+    emit(
+        table.drop_columns(["exact_cost"]),
+        OutputFormat.table,
+        title=f"Spend by team, {quarter.label} (billed)",
+    )
+    console.print(f"warehouse: {ctx.warehouse.path}; next: `finops app` to explore it")
+
+
+def _last_full_quarter(ctx: Context, last_month: date) -> Period:
+    """The newest fiscal quarter whose every month is in the data."""
+    fiscal = {
+        "fiscal_year_start_month": ctx.config.fiscal_year_start_month,
+        "fiscal_year_label": ctx.config.fiscal_year_label,
+    }
+    quarter = quarter_containing(last_month, **fiscal)
+    if quarter.end == add_months(last_month, 1):
+        return quarter
+    return quarter_containing(add_months(quarter.start, -1), **fiscal)
+
+
+@app.command("app")
+def app_command(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    headless: Annotated[bool, typer.Option(help="Do not open a browser.")] = True,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the Streamlit app on http://localhost:PORT."""
+    ctx = _context(db, config)
+    from finops.app import ENTRY_POINT
+
+    env = {**os.environ, "FINOPS_DB": str(ctx.warehouse.path.resolve())}
+    if ctx.config.source_file:
+        env["FINOPS_CONFIG"] = str(ctx.config.source_file.parent)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ENTRY_POINT),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        str(headless).lower(),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    console.print(f"serving the app on http://localhost:{port} (Ctrl+C stops it)")
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new deployment.")],
+    force: Annotated[bool, typer.Option(help="Overwrite files that already exist.")] = False,
+) -> None:
+    """Scaffold a deployment: finops.yaml, collectors/, policies/ and reports/ from the defaults."""
+    written = init_deployment(directory, force=force)
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(
+        f"edit {directory / 'finops.yaml'} (teams, tag keys, currency), then `finops ingest ...`"
+    )
+
+
+@app.command()
+def status(
+    db: DbOption = None, config: ConfigOption = None, fmt: FormatOption = OutputFormat.table
+) -> None:
+    """What the warehouse holds: rows and totals per source and billing month, and overlaps."""
+    ctx = _context(db, config)
+    with ctx.warehouse.reader() as conn:
+        held = conn.sql(
+            """
+            SELECT "x_Source" AS source, strftime("BillingPeriodStart", '%Y-%m') AS month,
+                   count(*) AS rows, sum("BilledCost") AS billed_cost, sum("EffectiveCost") AS effective_cost
+            FROM cost GROUP BY ALL ORDER BY source, month
+            """
+        ).to_arrow_table()
+        overlaps = conn.sql(
+            "SELECT billing_account_id, billing_period_start, sources, winner, reason FROM source_overlaps"
+        ).to_arrow_table()
+    emit(held, fmt, title=f"Warehouse {ctx.warehouse.path}")
+    if overlaps.num_rows:
+        emit(overlaps, fmt, title="Overlapping sources (double counting avoided)")
+
+
+def main() -> None:
+    try:
+        app()
+    except FinopsError as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None

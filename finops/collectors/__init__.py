@@ -1,0 +1,1 @@
+"""One module per source format; each reads its format and hands the warehouse a delivery."""

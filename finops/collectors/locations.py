@@ -1,0 +1,114 @@
+"""Turn a user's PATH_OR_URI into the list of local files a collector reads.
+
+A path may be one file, a directory (searched recursively) or a glob; `s3://bucket/prefix`
+(optionally ending in a glob such as `*.parquet`) is listed and downloaded through boto3
+into a temporary folder that is removed once the ingest is over. Credentials come from
+boto3's default chain; nothing here reads or logs a secret.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from finops.errors import IngestError
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class LocalFiles:
+    """Files ready to read, with the names to show in messages and a way to clean up."""
+
+    uri: str
+    files: tuple[Path, ...]
+    display_names: dict[Path, str]
+    cleanup: Callable[[], None] | None = None
+
+    def name(self, path: Path) -> str:
+        return self.display_names.get(path, str(path))
+
+
+def resolve(location: str, suffixes: Iterable[str]) -> LocalFiles:
+    """List the files at `location` whose names end in one of `suffixes`."""
+    wanted = tuple(suffixes)
+    if location.startswith("s3://"):
+        return _download_s3(location, wanted)
+    return LocalFiles(location, _local_files(location, wanted), {})
+
+
+def _local_files(location: str, suffixes: tuple[str, ...]) -> tuple[Path, ...]:
+    path = Path(location).expanduser()
+    if any(ch in location for ch in _GLOB_CHARS):
+        found = [Path(p) for p in glob.glob(str(path), recursive=True)]
+    elif path.is_dir():
+        found = [p for p in path.rglob("*") if p.is_file()]
+    elif path.is_file():
+        return (path,)
+    else:
+        raise IngestError(f"{location}: no such file or directory")
+    files = sorted(p for p in found if p.is_file() and p.name.lower().endswith(suffixes))
+    if not files:
+        raise IngestError(f"{location}: no {'/'.join(suffixes)} files found")
+    return tuple(files)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str, str | None]:
+    """(bucket, key prefix, glob pattern or None) of an s3:// URI."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise IngestError(f"{uri}: an S3 URI needs a bucket, as in s3://bucket/prefix")
+    if any(ch in key for ch in _GLOB_CHARS):
+        first_glob = min(key.index(ch) for ch in _GLOB_CHARS if ch in key)
+        prefix = key[: key.rfind("/", 0, first_glob) + 1]
+        return bucket, prefix, key
+    return bucket, key, None
+
+
+def _download_s3(uri: str, suffixes: tuple[str, ...]) -> LocalFiles:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix, pattern = split_s3_uri(uri)
+    s3 = boto3.client("s3")
+    workdir = Path(tempfile.mkdtemp(prefix="finops-s3-"))
+    files: list[Path] = []
+    names: dict[Path, str] = {}
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if not key.lower().endswith(suffixes) or (
+                    pattern and not fnmatch.fnmatch(key, pattern)
+                ):
+                    continue
+                # Keys become paths below workdir: keep them there even if a key holds '..'.
+                local = workdir / hashlib.sha1(key.encode()).hexdigest()[:12] / Path(key).name
+                local.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, key, str(local))
+                files.append(local)
+                names[local] = f"s3://{bucket}/{key}"
+    except (BotoCoreError, ClientError) as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise IngestError(f"{uri}: cannot read from S3: {exc}") from None
+    if not files:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise IngestError(f"{uri}: no {'/'.join(suffixes)} objects found")
+    ordered = tuple(sorted(files, key=lambda p: names[p]))
+    return LocalFiles(uri, ordered, names, lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+
+def checksum(files: LocalFiles) -> str:
+    """SHA-256 over every file's display name and bytes, in order: same files, same sum."""
+    digest = hashlib.sha256()
+    for path in files.files:
+        digest.update(Path(files.name(path)).name.encode())
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()

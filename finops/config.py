@@ -1,0 +1,173 @@
+"""Load and validate `finops.yaml`, the organisation's settings.
+
+Where each setting comes from, strongest first: a command-line flag, an environment
+variable (`FINOPS_CONFIG`, `FINOPS_DB`), `finops.yaml`, then the built-in default.
+`finops.yaml` is looked up in `--config DIR`, else `$FINOPS_CONFIG`, else the current
+folder; without one, the defaults below apply. Relative paths in the file are relative
+to the folder that holds it. Errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pycountry
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from finops.errors import ConfigError
+
+CONFIG_FILE = "finops.yaml"
+DEFAULT_DB = Path(".finops") / "warehouse.duckdb"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WarehouseSettings(_Section):
+    path: Path = DEFAULT_DB
+    lock_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """How long an opener waits for another process to release the file."""
+
+
+class AllocationSettings(_Section):
+    tag_key: str = "team"
+    tag_aliases: tuple[str, ...] = ()
+    """Other keys that mean the same as `tag_key` (e.g. Team, owner), tried in order."""
+    normalise_values: bool = True
+    """Treat `ML-Platform`, `ml_platform` and ` ml-platform ` as the same team."""
+    unallocated_label: str = "(unallocated)"
+
+    @property
+    def tag_keys(self) -> tuple[str, ...]:
+        return (self.tag_key, *self.tag_aliases)
+
+
+class Team(_Section):
+    name: str
+    cost_centre: str | None = None
+    business_unit: str | None = None
+    aliases: tuple[str, ...] = ()
+
+
+class Holidays(_Section):
+    country: str | None = None
+    subdivision: str | None = None
+    dates: tuple[date, ...] = ()
+
+
+class IngestSettings(_Section):
+    source_priority: tuple[str, ...] = ()
+    """Which source wins when two cover the same billing account and period (first wins)."""
+
+
+class Config(_Section):
+    organisation: str = "My organisation"
+    currency: str = "USD"
+    fiscal_year_start_month: Annotated[int, Field(ge=1, le=12)] = 1
+    fiscal_year_label: Literal["start", "end"] = "start"
+    """Name a fiscal year by the calendar year it starts in, or the one it ends in."""
+    time_zone: str = "UTC"
+    holidays: Holidays = Holidays()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    allocation: AllocationSettings = AllocationSettings()
+    teams: tuple[Team, ...] = ()
+    ingest: IngestSettings = IngestSettings()
+
+    source_file: Path | None = Field(default=None, exclude=True)
+    """The finops.yaml these settings came from; None when only defaults apply."""
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if pycountry.currencies.get(alpha_3=value) is None:
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone") from exc
+        return value
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source_file.parent if self.source_file else Path.cwd()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+def find_config_file(config_dir: Path | None = None) -> Path | None:
+    """The finops.yaml to use: `--config DIR` > `$FINOPS_CONFIG` > ./finops.yaml > none."""
+    chosen = config_dir or (
+        Path(os.environ["FINOPS_CONFIG"]) if "FINOPS_CONFIG" in os.environ else None
+    )
+    if chosen is not None:
+        candidate = chosen if chosen.suffix in {".yaml", ".yml"} else chosen / CONFIG_FILE
+        if not candidate.is_file():
+            raise ConfigError(f"{candidate}: no such configuration file")
+        return candidate
+    local = Path.cwd() / CONFIG_FILE
+    return local if local.is_file() else None
+
+
+def load_config(config_dir: Path | None = None) -> Config:
+    """Read and validate finops.yaml (or return the defaults when there is none)."""
+    path = find_config_file(config_dir)
+    if path is None:
+        return Config()
+    return validate(Config, {**read_yaml_mapping(path), "source_file": path.resolve()}, path)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Parse a YAML file that must hold a mapping, with errors that name the file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, found {type(data).__name__}")
+    return data
+
+
+def validate(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
+    """Validate `data` against `model`, turning pydantic's errors into one ConfigError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, path)) from None
+
+
+def describe_validation_error(exc: ValidationError, path: Path) -> str:
+    lines = [f"{path}: {exc.error_count()} invalid setting(s)"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = (
+            "unknown key (check its spelling)"
+            if error["type"] == "extra_forbidden"
+            else error["msg"]
+        )
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def resolve_db_path(config: Config, db_flag: Path | None = None) -> Path:
+    """The warehouse file: `--db` > `$FINOPS_DB` > finops.yaml's warehouse.path > default."""
+    if db_flag is not None:
+        return db_flag
+    if os.environ.get("FINOPS_DB"):
+        return Path(os.environ["FINOPS_DB"])
+    path = config.warehouse.path
+    return path if path.is_absolute() else config.base_dir / path

@@ -1,0 +1,93 @@
+"""The DuckDB warehouse: schema, migrations, connections and the ingest transaction.
+
+It imports nothing of ours but `config` and `errors`: it knows no source format, no
+question and no screen. Every write to the file goes through `Warehouse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from finops.config import Config, resolve_db_path
+from finops.warehouse.connection import connect
+from finops.warehouse.ingest import CostDelivery, IngestResult, Overlap, PeriodStats, run_ingest
+
+__all__ = ["CostDelivery", "IngestResult", "Overlap", "PeriodStats", "Warehouse"]
+
+
+class Warehouse:
+    """One DuckDB warehouse file, opened briefly for each unit of work."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lock_timeout_s: float = 30.0,
+        source_priority: tuple[str, ...] = (),
+    ) -> None:
+        self.path = path
+        self.lock_timeout_s = lock_timeout_s
+        self.source_priority = source_priority
+
+    @classmethod
+    def from_config(cls, config: Config, db: Path | None = None) -> Warehouse:
+        return cls(
+            resolve_db_path(config, db),
+            lock_timeout_s=config.warehouse.lock_timeout_s,
+            source_priority=config.ingest.source_priority,
+        )
+
+    def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-only connection: sees the state before or after an ingest, never half of one."""
+        return connect(self.path, read_only=True, timeout_s=self.lock_timeout_s)
+
+    def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-write connection (creating and migrating the file as needed)."""
+        return connect(self.path, read_only=False, timeout_s=self.lock_timeout_s)
+
+    @contextmanager
+    def _writer_factory(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.writer() as conn:
+            yield conn
+
+    def ingest_cost(
+        self,
+        read: Callable[[], CostDelivery],
+        *,
+        source: str,
+        collector: str,
+        uri: str,
+        force: bool = False,
+    ) -> IngestResult:
+        """Replace the (source x billing period) slice that `read()`'s delivery covers."""
+        return run_ingest(
+            self._writer_factory,
+            read,
+            source=source,
+            collector=collector,
+            uri=uri,
+            force=force,
+            source_priority=self.source_priority,
+        )
+
+    def query(self, sql: str, params: list[object] | None = None) -> pa.Table:
+        """Run one read-only query and return its result as an Arrow table."""
+        with self.reader() as conn:
+            return conn.sql(sql, params=params or []).to_arrow_table()
+
+    def runs(self, limit: int = 50) -> pa.Table:
+        """Ingest history, newest first."""
+        return self.query(
+            """
+            SELECT started_at, source, collector, status, rows, billed_cost, effective_cost,
+                   periods, uri, checksum, error, notes, run_id,
+                   date_diff('millisecond', started_at, finished_at) / 1000.0 AS seconds
+            FROM ingest_runs ORDER BY started_at DESC LIMIT ?
+            """,
+            [limit],
+        )

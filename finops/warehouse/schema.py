@@ -1,0 +1,220 @@
+"""The canonical cost schema: FOCUS columns, their warehouse types and allowed values.
+
+Every collector yields rows in this shape and the `cost` table is created from it, so
+this module is the one place that says what a FOCUS column is called and how it is
+stored. Money is exact DECIMAL(38,10), ids are strings, timestamps are TIMESTAMPTZ in
+UTC and key-value columns (Tags) are MAP(VARCHAR, VARCHAR).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+MONEY = "DECIMAL(38,10)"
+QUANTITY = "DECIMAL(38,10)"
+TIMESTAMP = "TIMESTAMPTZ"
+TEXT = "VARCHAR"
+KEY_VALUE = "MAP(VARCHAR, VARCHAR)"
+JSON = "JSON"
+
+
+class Kind(StrEnum):
+    """How a column's raw text is parsed and checked."""
+
+    TEXT = "text"
+    MONEY = "money"
+    QUANTITY = "quantity"
+    TIMESTAMP = "timestamp"
+    KEY_VALUE = "key_value"
+    JSON = "json"
+    CURRENCY = "currency"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    since: str
+    """The FOCUS version that introduced it ("1.0" for anything present at 1.0)."""
+
+    @property
+    def sql_type(self) -> str:
+        return {
+            Kind.TEXT: TEXT,
+            Kind.CURRENCY: TEXT,
+            Kind.MONEY: MONEY,
+            Kind.QUANTITY: QUANTITY,
+            Kind.TIMESTAMP: TIMESTAMP,
+            Kind.KEY_VALUE: KEY_VALUE,
+            Kind.JSON: JSON,
+        }[self.kind]
+
+
+def _cols(since: str, kind: Kind, *names: str) -> list[Column]:
+    return [Column(name, kind, since) for name in names]
+
+
+FOCUS_12_COLUMNS: tuple[Column, ...] = tuple(
+    sorted(
+        [
+            *_cols(
+                "1.0",
+                Kind.TEXT,
+                "AvailabilityZone",
+                "BillingAccountId",
+                "BillingAccountName",
+                "ChargeCategory",
+                "ChargeClass",
+                "ChargeDescription",
+                "ChargeFrequency",
+                "CommitmentDiscountCategory",
+                "CommitmentDiscountId",
+                "CommitmentDiscountName",
+                "CommitmentDiscountStatus",
+                "CommitmentDiscountType",
+                "ConsumedUnit",
+                "InvoiceIssuerName",
+                "PricingCategory",
+                "PricingUnit",
+                "ProviderName",
+                "PublisherName",
+                "RegionId",
+                "RegionName",
+                "ResourceId",
+                "ResourceName",
+                "ResourceType",
+                "ServiceCategory",
+                "ServiceName",
+                "SkuId",
+                "SkuPriceId",
+                "SubAccountId",
+                "SubAccountName",
+            ),
+            *_cols("1.0", Kind.CURRENCY, "BillingCurrency"),
+            *_cols(
+                "1.0",
+                Kind.MONEY,
+                "BilledCost",
+                "ContractedCost",
+                "ContractedUnitPrice",
+                "EffectiveCost",
+                "ListCost",
+                "ListUnitPrice",
+            ),
+            *_cols("1.0", Kind.QUANTITY, "ConsumedQuantity", "PricingQuantity"),
+            *_cols(
+                "1.0",
+                Kind.TIMESTAMP,
+                "BillingPeriodEnd",
+                "BillingPeriodStart",
+                "ChargePeriodEnd",
+                "ChargePeriodStart",
+            ),
+            *_cols("1.0", Kind.KEY_VALUE, "Tags"),
+            *_cols(
+                "1.1",
+                Kind.TEXT,
+                "CapacityReservationId",
+                "CapacityReservationStatus",
+                "CommitmentDiscountUnit",
+                "ServiceSubcategory",
+                "SkuMeter",
+            ),
+            *_cols("1.1", Kind.QUANTITY, "CommitmentDiscountQuantity"),
+            *_cols("1.1", Kind.JSON, "SkuPriceDetails"),
+            *_cols("1.2", Kind.TEXT, "BillingAccountType", "InvoiceId", "SubAccountType"),
+            *_cols("1.2", Kind.CURRENCY, "PricingCurrency"),
+            *_cols(
+                "1.2",
+                Kind.MONEY,
+                "PricingCurrencyContractedUnitPrice",
+                "PricingCurrencyEffectiveCost",
+                "PricingCurrencyListUnitPrice",
+            ),
+        ],
+        key=lambda c: c.name,
+    )
+)
+"""The 57 FOCUS 1.2 Cost and Usage columns: what we store and what `export focus` writes."""
+
+FOCUS_13_ADDED: tuple[Column, ...] = (
+    *_cols(
+        "1.3",
+        Kind.TEXT,
+        "AllocatedMethodId",
+        "AllocatedResourceId",
+        "AllocatedResourceName",
+        "HostProviderName",
+        "ServiceProviderName",
+    ),
+    *_cols("1.3", Kind.JSON, "AllocatedMethodDetails", "ContractApplied"),
+    *_cols("1.3", Kind.KEY_VALUE, "AllocatedTags"),
+)
+"""Columns FOCUS 1.3 added; kept when a 1.3 file carries them, left out of a 1.2 export."""
+
+PROVIDER_EXTRAS: tuple[Column, ...] = (
+    *_cols("x", Kind.TEXT, "x_Source", "x_IngestId", "x_InstanceType", "x_PurchaseOption"),
+)
+"""Our own columns: which source and ingest run wrote a row, and provider extras."""
+
+COST_COLUMNS: tuple[Column, ...] = FOCUS_12_COLUMNS + FOCUS_13_ADDED + PROVIDER_EXTRAS
+COLUMNS_BY_NAME: dict[str, Column] = {c.name: c for c in COST_COLUMNS}
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ContractedCost",
+    "EffectiveCost",
+    "ListCost",
+    "ServiceCategory",
+    "ServiceName",
+)
+"""Mandatory, non-null FOCUS columns an ingest cannot do without.
+
+ProviderName is mandatory too, but a FOCUS 1.3 file may carry only its successor
+ServiceProviderName, so the collector checks that pair itself.
+"""
+
+ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
+    "ChargeCategory": ("Usage", "Purchase", "Tax", "Credit", "Adjustment"),
+    "ChargeClass": ("Correction",),
+    "ChargeFrequency": ("One-Time", "Recurring", "Usage-Based"),
+    "PricingCategory": ("Standard", "Dynamic", "Committed", "Other"),
+    "CommitmentDiscountCategory": ("Spend", "Usage"),
+    "CommitmentDiscountStatus": ("Used", "Unused"),
+    "CapacityReservationStatus": ("Used", "Unused"),
+    "ServiceCategory": (
+        "AI and Machine Learning",
+        "Analytics",
+        "Business Applications",
+        "Compute",
+        "Databases",
+        "Developer Tools",
+        "Multicloud",
+        "Identity",
+        "Integration",
+        "Internet of Things",
+        "Management and Governance",
+        "Media",
+        "Migration",
+        "Mobile",
+        "Networking",
+        "Security",
+        "Storage",
+        "Web",
+        "Other",
+    ),
+}
+"""FOCUS 1.2 allowed values. A casing or separator variant is normalised to these."""
+
+
+def cost_table_ddl(table: str = "cost") -> str:
+    columns = ",\n    ".join(f'"{c.name}" {c.sql_type}' for c in COST_COLUMNS)
+    return f"CREATE TABLE {table} (\n    {columns}\n)"

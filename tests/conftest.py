@@ -1,0 +1,133 @@
+"""Shared fixtures: tiny FOCUS files written by hand, and a warehouse in a temporary folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from finops.warehouse import Warehouse
+
+BASE_ROW: dict[str, str] = {
+    "BillingAccountId": "012345678901",
+    "BillingAccountName": "Example payer",
+    "BillingCurrency": "USD",
+    "BillingPeriodStart": "2026-05-01T00:00:00Z",
+    "BillingPeriodEnd": "2026-06-01T00:00:00Z",
+    "ChargeCategory": "Usage",
+    "ChargePeriodStart": "2026-05-01T00:00:00Z",
+    "ChargePeriodEnd": "2026-05-02T00:00:00Z",
+    "BilledCost": "0",
+    "EffectiveCost": "0",
+    "ListCost": "0",
+    "ContractedCost": "0",
+    "ServiceName": "Amazon Elastic Compute Cloud",
+    "ServiceCategory": "Compute",
+    "ProviderName": "AWS",
+    "PublisherName": "AWS",
+    "InvoiceIssuerName": "AWS",
+    "ChargeFrequency": "Usage-Based",
+    "SubAccountId": "012345678901",
+    "Tags": "",
+}
+
+
+def row(
+    day: str, billed: str, effective: str | None = None, tags: dict | None = None, **overrides: str
+) -> dict:
+    """One FOCUS row for a day of 2026 (`05-03` is 3 May), as CSV text values."""
+    month = int(day[:2])
+    start = f"2026-{day}T00:00:00Z"
+    values = {
+        **BASE_ROW,
+        "BillingPeriodStart": f"2026-{month:02d}-01T00:00:00Z",
+        "BillingPeriodEnd": f"{2026 + month // 12}-{month % 12 + 1:02d}-01T00:00:00Z",
+        "ChargePeriodStart": start,
+        "ChargePeriodEnd": start.replace("T00:00:00Z", "T23:59:59Z"),
+        "BilledCost": billed,
+        "EffectiveCost": effective if effective is not None else billed,
+        "ListCost": billed,
+        "ContractedCost": billed,
+        "Tags": json.dumps(tags) if tags else "",
+    }
+    values.update(overrides)
+    return values
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = columns or list(rows[0])
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_parquet(path: Path, rows: list[dict]) -> Path:
+    """The same rows as a typed Parquet file: decimals, UTC timestamps, Tags as a map."""
+
+    def ts(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+    money = pa.decimal128(38, 10)
+    columns: dict[str, pa.Array] = {}
+    for name in rows[0]:
+        values = [r.get(name) or None for r in rows]
+        if name.endswith("Cost"):
+            columns[name] = pa.array([Decimal(v) if v else None for v in values], money)
+        elif name.endswith(("PeriodStart", "PeriodEnd")):
+            columns[name] = pa.array([ts(v) for v in values], pa.timestamp("us", tz="UTC"))
+        elif name == "Tags":
+            columns[name] = pa.array(
+                [list(json.loads(v).items()) if v else None for v in values],
+                pa.map_(pa.string(), pa.string()),
+            )
+        else:
+            columns[name] = pa.array(values, pa.string())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+MAY_ROWS = [
+    row("05-01", "100.10", "90.05", {"team": "vision", "env": "prod"}),
+    row("05-02", "50.25", tags={"Team": "Vision"}),
+    row("05-03", "20.00", "25.00", {"owner": "ml_platform"}),
+    row("05-03", "-5.35", tags=None, ChargeCategory="Credit"),
+    row("05-31", "10.01", tags={"env": "dev"}),
+]
+"""May 2026: billed 175.01 (vision 150.35, ml-platform 20.00, unallocated 4.66); effective 169.96."""
+
+JUNE_ROWS = [
+    row("06-01", "200.00", tags={"team": "vision"}),
+    row("06-15", "0.99", tags={"team": "search"}),
+]
+"""June 2026: billed 200.99 (vision 200.00, search 0.99)."""
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Warehouse:
+    return Warehouse(tmp_path / "wh" / "warehouse.duckdb", lock_timeout_s=20)
+
+
+@pytest.fixture
+def total_billed(warehouse: Warehouse) -> Callable[..., Decimal]:
+    """Sum of BilledCost in the cost table, optionally for one source."""
+
+    def total(source: str | None = None) -> Decimal:
+        where = "WHERE x_Source = ?" if source else ""
+        table = warehouse.query(
+            f'SELECT coalesce(sum("BilledCost"), 0) AS t FROM cost {where}',
+            [source] if source else [],
+        )
+        return table.column("t")[0].as_py()
+
+    return total
