@@ -1,0 +1,206 @@
+"""The `finops` command as a user runs it: the real console script in a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import JUNE_ROWS, MAY_ROWS, write_csv, write_parquet
+
+REPO = Path(__file__).resolve().parents[1]
+FINOPS = Path(sys.executable).with_name("finops")
+
+
+def finops(
+    *args: str, cwd: Path, env: dict | None = None, ok: bool = True
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(FINOPS), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=120,
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Path:
+    """A folder with the repository's finops.yaml and a bill for May and June 2026."""
+    (tmp_path / "finops.yaml").write_text((REPO / "finops.yaml").read_text())
+    write_csv(tmp_path / "bills" / "2026-05" / "may.csv", MAY_ROWS)
+    write_parquet(tmp_path / "bills" / "2026-06" / "june.parquet", JUNE_ROWS)
+    return tmp_path
+
+
+def test_help_lists_every_command_with_a_description(tmp_path: Path) -> None:
+    out = finops("--help", cwd=tmp_path).stdout
+    for command in ("ingest", "runs", "chargeback", "export", "demo", "app", "init", "status"):
+        assert f" {command} " in out
+    assert "Ingest FOCUS 1.0-1.3 files" in finops("ingest", "--help", cwd=tmp_path).stdout
+
+
+def test_ingest_then_chargeback_as_csv_and_json(deployment: Path) -> None:
+    ingested = finops("ingest", "focus", "bills", cwd=deployment).stdout
+    assert "bills: success; 7 rows for 2026-05, 2026-06; billed 376.00" in ingested
+    assert (deployment / ".finops" / "warehouse.duckdb").exists()
+
+    as_csv = finops(
+        "chargeback", "--period", "2026-05", "--by", "team", "--format", "csv", cwd=deployment
+    ).stdout
+    rows = {r["team"]: Decimal(r["cost"]) for r in csv.DictReader(io.StringIO(as_csv))}
+    assert rows == {
+        "vision": Decimal("150.35"),
+        "ml-platform": Decimal("20"),
+        "(unallocated)": Decimal("4.66"),
+    }
+
+    as_json = json.loads(
+        finops(
+            "chargeback",
+            "-p",
+            "2026-Q2",
+            "--by",
+            "provider",
+            "--cost",
+            "effective",
+            "-f",
+            "json",
+            cwd=deployment,
+        ).stdout
+    )
+    assert as_json == [
+        {"provider": "AWS", "currency": "USD", "cost": 370.95, "share": 100.0, "rows": 7}
+    ]
+
+    table = finops("chargeback", "--period", "2026-05-01..2026-05-31", cwd=deployment).stdout
+    assert "Total" in table
+    assert "175.01" in table
+
+
+def test_db_flag_and_environment_choose_the_warehouse(deployment: Path) -> None:
+    finops(
+        "ingest",
+        "focus",
+        "bills/2026-05",
+        "--source",
+        "aws",
+        "--db",
+        "other.duckdb",
+        cwd=deployment,
+    )
+    assert (deployment / "other.duckdb").exists()
+    runs = json.loads(
+        finops("runs", "--format", "json", cwd=deployment, env={"FINOPS_DB": "other.duckdb"}).stdout
+    )
+    assert [(r["source"], r["status"], r["rows"]) for r in runs] == [("aws", "success", 5)]
+
+
+def test_bad_input_exits_2_with_a_clear_message_and_records_the_run(deployment: Path) -> None:
+    bad = deployment / "bad.csv"
+    bad.write_text(
+        (deployment / "bills" / "2026-05" / "may.csv").read_text().replace("50.25", "fifty")
+    )
+    result = finops("ingest", "focus", str(bad), "--source", "aws", cwd=deployment, ok=False)
+    assert result.returncode == 2
+    assert "bad.csv, row 2, column BilledCost: 'fifty' is not a number" in result.stderr
+    assert "Traceback" not in result.stderr
+    runs = json.loads(finops("runs", "-f", "json", cwd=deployment).stdout)
+    assert runs[0]["status"] == "failed"
+
+
+def test_bad_period_is_explained(deployment: Path) -> None:
+    finops("ingest", "focus", "bills", cwd=deployment)
+    result = finops("chargeback", "--period", "last month", cwd=deployment, ok=False)
+    assert result.returncode == 2
+    assert "period 'last month' not understood" in result.stderr
+
+
+def test_export_focus_parquet_and_csv_reingest_to_the_same_totals(deployment: Path) -> None:
+    finops("ingest", "focus", "bills", cwd=deployment)
+    finops("export", "focus", "--out", "out/all.parquet", cwd=deployment)
+    finops("export", "focus", "--out", "out/may.csv", "--period", "2026-05", cwd=deployment)
+
+    exported = pq.read_table(deployment / "out" / "all.parquet")
+    assert exported.column_names[:3] == ["AvailabilityZone", "BilledCost", "BillingAccountId"]
+    assert len([c for c in exported.column_names if not c.startswith("x_")]) == 57
+    assert "x_Source" in exported.column_names
+    assert "x_IngestId" not in exported.column_names
+    assert "ServiceProviderName" not in exported.column_names
+    assert sum(exported.column("BilledCost").to_pylist()) == Decimal("376.00")
+    tags = [t for t in exported.column("Tags").to_pylist() if t]
+    assert json.loads(tags[0]) == {"env": "prod", "team": "vision"}
+    with (deployment / "out" / "may.csv").open() as handle:
+        may = list(csv.DictReader(handle))
+    assert len(may) == 5
+    assert may[0]["ChargePeriodStart"] == "2026-05-01T00:00:00Z"
+    assert may[0]["BillingAccountId"] == "012345678901"
+
+    finops(
+        "ingest",
+        "focus",
+        "out/all.parquet",
+        "--source",
+        "re",
+        "--db",
+        "round-trip.duckdb",
+        cwd=deployment,
+    )
+    again = json.loads(
+        finops(
+            "chargeback",
+            "-p",
+            "2026-Q2",
+            "--by",
+            "team",
+            "-f",
+            "json",
+            "--db",
+            "round-trip.duckdb",
+            cwd=deployment,
+        ).stdout
+    )
+    assert {r["team"]: r["cost"] for r in again} == {
+        "vision": 350.35,
+        "ml-platform": 20.0,
+        "(unallocated)": 4.66,
+        "search": 0.99,
+    }
+
+
+def test_init_scaffolds_a_deployment_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "acme"
+    out = finops("init", str(target), cwd=tmp_path).stdout
+    assert "wrote" in out
+    for path in (
+        "finops.yaml",
+        "collectors/README.md",
+        "policies/README.md",
+        "reports/templates/README.md",
+    ):
+        assert (target / path).is_file(), path
+    again = finops("init", str(target), cwd=tmp_path, ok=False)
+    assert again.returncode == 2
+    assert "already exist" in again.stderr
+    finops("init", str(target), "--force", cwd=tmp_path)
+
+
+def test_status_shows_rows_per_source_and_month(deployment: Path) -> None:
+    finops("ingest", "focus", "bills", cwd=deployment)
+    status = json.loads(finops("status", "-f", "json", cwd=deployment).stdout)
+    assert [(s["source"], s["month"], s["rows"], s["billed_cost"]) for s in status] == [
+        ("bills", "2026-05", 5, 175.01),
+        ("bills", "2026-06", 2, 200.99),
+    ]
