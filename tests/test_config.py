@@ -50,7 +50,7 @@ def test_typo_in_a_key_is_an_error_naming_file_and_key(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_values_are_explained(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="finops.yaml") as caught:
+    with pytest.raises(ConfigError, match=r"finops\.yaml") as caught:
         load_config(write(tmp_path, text))
     assert message in str(caught.value)
 
