@@ -275,3 +275,22 @@ def test_tags_as_json_with_scalar_values(tmp_path: Path, warehouse: Warehouse) -
     ingest(warehouse, str(write_csv(tmp_path / "t.csv", [{**BASE_ROW, "Tags": tags}])))
     stored = warehouse.query('SELECT "Tags" AS t FROM cost').column("t")[0].as_py()
     assert dict(stored) == {"team": "vision", "replicas": "3", "spot": "false", "note": None}
+
+
+def test_semicolon_delimited_csv_is_read(tmp_path: Path, warehouse: Warehouse) -> None:
+    path = tmp_path / "semi.csv"
+    comma = write_csv(tmp_path / "comma.csv", JUNE_ROWS).read_text()
+    path.write_text(comma.replace(",", ";"))  # no value holds a comma
+    assert ingest(warehouse, str(path)).billed_cost == Decimal("200.99")
+
+
+def test_ragged_row_and_repeated_header_are_refused(tmp_path: Path) -> None:
+    good = write_csv(tmp_path / "good.csv", MAY_ROWS).read_text().splitlines()
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("\n".join([*good[:3], good[3].rsplit(",", 2)[0], *good[4:]]) + "\n")
+    with pytest.raises(IngestError, match=r"ragged.csv: cannot read"):
+        read_focus(str(ragged))
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text(good[0] + ",BilledCost\n" + good[1] + ",1\n")
+    with pytest.raises(IngestError, match=r"repeated.csv: column\(s\) BilledCost appear more than once"):
+        read_focus(str(repeated))

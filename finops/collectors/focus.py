@@ -20,6 +20,9 @@ in-memory database; the warehouse later runs `select_sql` inside its own transac
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,7 +66,7 @@ def read_focus(location: str) -> CostDelivery:
             try:
                 conn.execute("SET TimeZone = 'UTC'")
                 groups = [
-                    _plan_group(conn, local, fmt, files) for fmt, files in _by_layout(conn, local)
+                    _plan_group(local, layout, files) for layout, files in _by_layout(conn, local)
                 ]
                 periods, notes = _validate(conn, local, groups)
             finally:
@@ -114,11 +117,20 @@ class _Check:
     """Says what is wrong with the offending value, e.g. 'is not a number'."""
 
 
-@dataclass
-class _Group:
-    """Files with one layout (format and columns), read by one DuckDB table function."""
+@dataclass(frozen=True)
+class _Layout:
+    """A file's format and columns (and, for CSV, its delimiter): files that share one are read together."""
 
     fmt: str
+    columns: tuple[tuple[str, str], ...]
+    delimiter: str = ","
+
+
+@dataclass
+class _Group:
+    """Files with one layout, read by one DuckDB table function."""
+
+    layout: _Layout
     files: tuple[Path, ...]
     items: dict[str, str] = field(default_factory=dict)
     """FOCUS column name -> the SQL expression that yields it from the file's columns."""
@@ -128,12 +140,22 @@ class _Group:
     plan_notes: list[str] = field(default_factory=list)
     extra_columns: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def fmt(self) -> str:
+        return self.layout.fmt
+
     def reader(self, files: tuple[Path, ...] | None = None, *, filename: bool = True) -> str:
         paths = ", ".join(_sql_string(str(p)) for p in (files or self.files))
         flag = ", filename = true" if filename else ""
         if self.fmt == "parquet":
             return f"read_parquet([{paths}], union_by_name = true{flag})"
-        return f"read_csv([{paths}], all_varchar = true, header = true, union_by_name = true{flag})"
+        # The header was read already: naming the columns spares DuckDB sniffing every file.
+        columns = ", ".join(f"{_sql_string(name)}: 'VARCHAR'" for name, _ in self.layout.columns)
+        return (
+            f"read_csv([{paths}], header = true, auto_detect = false, "
+            f"delim = {_sql_string(self.layout.delimiter)}, quote = '\"', escape = '\"', "
+            f"columns = {{{columns}}}{flag})"
+        )
 
     def select_sql(self) -> str:
         columns = ", ".join(f"{expr} AS {_ident(name)}" for name, expr in self.items.items())
@@ -150,37 +172,55 @@ def _ident(name: str) -> str:
 
 def _by_layout(
     conn: duckdb.DuckDBPyConnection, local: LocalFiles
-) -> list[tuple[str, tuple[Path, ...]]]:
-    """Group files that share format and column layout, so each group is one scan."""
-    layouts: dict[tuple[str, tuple[tuple[str, str], ...]], list[Path]] = {}
+) -> list[tuple[_Layout, tuple[Path, ...]]]:
+    """Group files that share a layout, so each group is one scan."""
+    layouts: dict[_Layout, list[Path]] = {}
     for path in local.files:
-        fmt = "parquet" if path.name.lower().endswith(".parquet") else "csv"
-        layouts.setdefault((fmt, _describe(conn, local, path, fmt)), []).append(path)
-    return [(fmt, tuple(files)) for (fmt, _), files in layouts.items()]
+        layout = (
+            _parquet_layout(conn, local, path)
+            if path.name.lower().endswith(".parquet")
+            else _csv_layout(local, path)
+        )
+        layouts.setdefault(layout, []).append(path)
+    return [(layout, tuple(files)) for layout, files in layouts.items()]
 
 
-def _describe(
-    conn: duckdb.DuckDBPyConnection, local: LocalFiles, path: Path, fmt: str
-) -> tuple[tuple[str, str], ...]:
-    reader = (
-        f"read_parquet({_sql_string(str(path))})"
-        if fmt == "parquet"
-        else f"read_csv({_sql_string(str(path))}, all_varchar = true, header = true)"
-    )
+def _parquet_layout(conn: duckdb.DuckDBPyConnection, local: LocalFiles, path: Path) -> _Layout:
     try:
-        rows = conn.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+        rows = conn.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({_sql_string(str(path))})"
+        ).fetchall()
     except duckdb.Error as exc:
-        raise IngestError(f"{local.name(path)}: cannot read as {fmt.upper()}: {exc}") from None
-    return tuple((str(name), str(sql_type)) for name, sql_type, *_ in rows)
+        raise IngestError(f"{local.name(path)}: cannot read as Parquet: {exc}") from None
+    return _Layout("parquet", tuple((str(name), str(sql_type)) for name, sql_type, *_ in rows))
 
 
-def _plan_group(
-    conn: duckdb.DuckDBPyConnection, local: LocalFiles, fmt: str, files: tuple[Path, ...]
-) -> _Group:
-    group = _Group(fmt, files)
-    layout = _describe(conn, local, files[0], fmt)
+def _csv_layout(local: LocalFiles, path: Path) -> _Layout:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            sample = handle.read(64 * 1024)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise IngestError(f"{local.name(path)}: cannot read as CSV: {exc}") from None
+    try:
+        delimiter = csv.Sniffer().sniff(sample.partition("\n")[0], delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = ","
+    header = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
+    if not header:
+        raise IngestError(f"{local.name(path)}: empty file, expected a header row of FOCUS columns")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise IngestError(
+            f"{local.name(path)}: column(s) {', '.join(repeated)} appear more than once in the header"
+        )
+    return _Layout("csv", tuple((name, "VARCHAR") for name in header), delimiter)
+
+
+def _plan_group(local: LocalFiles, layout: _Layout, files: tuple[Path, ...]) -> _Group:
+    group = _Group(layout, files)
     mapped: dict[str, tuple[str, str]] = {}
-    for raw, raw_type in layout:
+    for raw, raw_type in layout.columns:
         name = _canonical_name(raw.strip(), group)
         if name is None:
             continue
@@ -196,7 +236,7 @@ def _plan_group(
     if missing:
         raise IngestError(
             f"{local.name(files[0])}: missing mandatory FOCUS column(s) {', '.join(missing)} "
-            f"(found: {', '.join(raw for raw, _ in layout)})"
+            f"(found: {', '.join(raw for raw, _ in layout.columns)})"
         )
     _note_version(mapped, group)
     for name, (raw, raw_type) in mapped.items():

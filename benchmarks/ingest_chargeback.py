@@ -1,0 +1,130 @@
+"""Benchmark: ingest a 10 M-row FOCUS Parquet and run a quarter's charge-back (DESIGN.md budgets).
+
+Each step runs in its own process so its peak RSS is its own. Printed figures:
+- baseline: DuckDB's own `CREATE TABLE AS SELECT * FROM read_parquet(...)` of the file;
+- ingest: `finops` validating, checksumming and ingesting the same file (budget: at most
+  2x the baseline, peak RSS under 2 GB);
+- charge-back: a fiscal quarter by team with the allocation tag aliases, warm (budget: 1 s).
+
+Usage: python benchmarks/ingest_chargeback.py [--rows 10000000] [--workdir benchmarks/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+STEP = {
+    "generate": """
+        import time, pyarrow.parquet as pq
+        from datetime import date
+        from finops.demo import focus_table
+        started = time.perf_counter()
+        table = focus_table(ROWS, seed=11, start=date(2026, 4, 1), months=3)
+        pq.write_table(table, PARQUET, row_group_size=1_000_000)
+        result = {"seconds": time.perf_counter() - started, "rows": table.num_rows}
+    """,
+    "baseline": """
+        import time, duckdb
+        conn = duckdb.connect(DB)
+        started = time.perf_counter()
+        conn.execute(f"CREATE TABLE cost AS SELECT * FROM read_parquet('{PARQUET}')")
+        result = {"seconds": time.perf_counter() - started}
+        conn.close()
+    """,
+    "ingest": """
+        import time
+        from pathlib import Path
+        from finops.collectors.focus import read_focus
+        from finops.warehouse import Warehouse
+        started = time.perf_counter()
+        outcome = Warehouse(Path(DB)).ingest_cost(
+            lambda: read_focus(PARQUET), source="bench", collector="focus", uri=PARQUET
+        )
+        result = {"seconds": time.perf_counter() - started, "rows": outcome.rows, "status": outcome.status}
+    """,
+    "chargeback": """
+        import time
+        from pathlib import Path
+        from finops.analytics.chargeback import chargeback, parse_dimensions
+        from finops.config import load_config
+        from finops.periods import parse_period
+        from finops.warehouse import Warehouse
+        config = load_config(Path(CONFIG))
+        dims = parse_dimensions("team", config.allocation, config.teams)
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            with Warehouse(Path(DB)).reader() as conn:
+                table = chargeback(conn, parse_period("2026-Q2"), dims)
+            timings.append(time.perf_counter() - started)
+        result = {"cold": timings[0], "seconds": min(timings[1:]), "groups": table.num_rows}
+    """,
+}
+
+_HARNESS = """
+import json, resource
+{body}
+result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("RESULT " + json.dumps(result))
+"""
+
+
+def run_step(name: str, **values: object) -> dict:
+    constants = "\n".join(f"{key} = {value!r}" for key, value in values.items())
+    body = constants + "\n" + textwrap.dedent(STEP[name])
+    completed = subprocess.run(
+        [sys.executable, "-c", _HARNESS.format(body=body)], capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        raise SystemExit(f"step {name} failed:\n{completed.stderr}")
+    line = next(x for x in completed.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    parquet = str((args.workdir / f"focus-{args.rows}.parquet").resolve())
+    config = str(Path(__file__).resolve().parents[1])
+
+    if not Path(parquet).exists():
+        made = run_step("generate", ROWS=args.rows, PARQUET=parquet)
+        print(f"generate  {made['rows']:>12,} rows   {made['seconds']:7.2f} s   peak RSS {made['peak_rss_mb']:7.0f} MB")
+    size_mb = Path(parquet).stat().st_size / 2**20
+    print(f"file      {parquet} ({size_mb:,.0f} MB)")
+
+    results = {}
+    for step in ("baseline", "ingest"):
+        timings = []
+        for attempt in range(2):  # the second run is the warm one (OS file cache)
+            db = args.workdir / f"{step}-{attempt}.duckdb"
+            for stale in (db, db.with_suffix(".duckdb.wal")):
+                stale.unlink(missing_ok=True)
+            timings.append(run_step(step, PARQUET=parquet, DB=str(db)))
+        results[step] = timings[-1]
+    charge = run_step("chargeback", DB=str(args.workdir / "ingest-1.duckdb"), CONFIG=config)
+
+    base, ingest = results["baseline"], results["ingest"]
+    ratio = ingest["seconds"] / base["seconds"]
+    print(f"baseline  CTAS read_parquet      {base['seconds']:7.2f} s   peak RSS {base['peak_rss_mb']:7.0f} MB")
+    print(f"ingest    finops ingest focus    {ingest['seconds']:7.2f} s   peak RSS {ingest['peak_rss_mb']:7.0f} MB")
+    print(f"ratio     ingest / baseline      {ratio:7.2f}     (budget <= 2.00)  {'OK' if ratio <= 2 else 'OVER'}")
+    rss_ok = ingest["peak_rss_mb"] < 2048
+    print(f"memory    ingest peak RSS        {ingest['peak_rss_mb']:7.0f} MB  (budget < 2048)  {'OK' if rss_ok else 'OVER'}")
+    warm_ok = charge["seconds"] < 1
+    print(
+        f"chargeback quarter by team, warm {charge['seconds']:7.3f} s   (cold {charge['cold']:.3f} s; "
+        f"budget < 1 s)  {'OK' if warm_ok else 'OVER'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
