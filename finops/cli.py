@@ -24,7 +24,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from finops import demo as demo_data
 from finops.analytics.chargeback import (
     DIMENSIONS,
     CostBasis,
@@ -162,19 +161,22 @@ def emit(
 
 
 def _print_ingest(result: IngestResult) -> None:
-    periods = ", ".join(f"{p:%Y-%m}" for p in result.periods)
+    months = [f"{p:%Y-%m}" for p in result.periods]
+    span = months[0] if len(months) == 1 else f"{months[0]}..{months[-1]} ({len(months)} months)"
     console.print(
-        f"[bold]{result.source}[/]: {result.status}; {result.rows:,} rows for {periods}; "
-        f"billed {result.billed_cost:,.2f}, effective {result.effective_cost:,.2f}; "
-        f"replaced {result.replaced_rows:,} rows in {result.seconds:.2f} s"
+        f"[bold]{result.source}[/]: {result.status}, {result.rows:,} rows for {span}, "
+        f"billed {result.billed_cost:,.2f}, effective {result.effective_cost:,.2f} "
+        f"(replaced {result.replaced_rows:,} rows in {result.seconds:.2f} s)",
+        soft_wrap=True,
     )
     for note in result.notes:
-        console.print(f"  normalised: {note}")
+        console.print(f"  normalised: {note}", soft_wrap=True)
     for overlap in result.overlaps:
         console.print(
             f"  [yellow]overlap[/]: billing account {overlap.billing_account_id} "
             f"{overlap.billing_period_start:%Y-%m} is billed by {', '.join(overlap.sources)}; "
-            f"counting {overlap.winner} ({overlap.reason})"
+            f"counting {overlap.winner} ({overlap.reason})",
+            soft_wrap=True,
         )
 
 
@@ -231,17 +233,22 @@ def chargeback_command(
         str, typer.Option(help=f"Group by, comma-separated: {', '.join(DIMENSIONS)}.")
     ] = "team",
     cost: Annotated[
-        str, typer.Option(help="Cost basis: billed (invoice) or effective (amortised).")
-    ] = "billed",
+        str | None,
+        typer.Option(
+            help="Cost basis: billed (invoice) or effective (amortised); default from finops.yaml."
+        ),
+    ] = None,
     fmt: FormatOption = OutputFormat.table,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Spend per team (or any dimension) for a period, with an explicit (unallocated) row."""
     ctx = _context(db, config)
-    if cost not in ("billed", "effective"):
-        raise FinopsError(f"--cost {cost!r}: use billed or effective")
-    basis: CostBasis = "billed" if cost == "billed" else "effective"
+    basis: CostBasis = ctx.config.allocation.cost_basis
+    if cost is not None:
+        if cost not in ("billed", "effective"):
+            raise FinopsError(f"--cost {cost!r}: use billed or effective")
+        basis = "billed" if cost == "billed" else "effective"
     chosen = ctx.period(period)
     dims = parse_dimensions(by, ctx.config.allocation, ctx.config.teams)
     with ctx.warehouse.reader() as conn:
@@ -265,7 +272,7 @@ def chargeback_command(
             "100.00",
             f"{sum(table['rows'].to_pylist()):,}",
         ]
-    emit(table, fmt, title=f"Charge-back {chosen.label} ({cost} cost)", footer=footer)
+    emit(table, fmt, title=f"Charge-back {chosen.label} ({basis} cost)", footer=footer)
 
 
 @export_app.command("focus")
@@ -302,6 +309,8 @@ def demo(
     config: ConfigOption = None,
 ) -> None:
     """Generate the demo organisation's billing files, ingest them and print a summary."""
+    from finops import demo as demo_data  # numpy-heavy: imported only when asked for
+
     ctx = _context(db, config)
     last = parse_period(end_month).start if end_month else None
     files = demo_data.generate(data_dir, seed=seed, months=months, end_month=last)
@@ -323,12 +332,16 @@ def demo(
     dims = parse_dimensions("team", ctx.config.allocation, ctx.config.teams)
     with ctx.warehouse.reader() as conn:
         table = chargeback(
-            conn, quarter, dims, unallocated_label=ctx.config.allocation.unallocated_label
+            conn,
+            quarter,
+            dims,
+            cost=ctx.config.allocation.cost_basis,
+            unallocated_label=ctx.config.allocation.unallocated_label,
         )
     emit(
         table.drop_columns(["exact_cost"]),
         OutputFormat.table,
-        title=f"Spend by team, {quarter.label} (billed)",
+        title=f"Spend by team, {quarter.label} ({ctx.config.allocation.cost_basis} cost)",
     )
     console.print(f"warehouse: {ctx.warehouse.path}; next: `finops app` to explore it")
 

@@ -42,6 +42,9 @@ class AllocationSettings(_Section):
     normalise_values: bool = True
     """Treat `ML-Platform`, `ml_platform` and ` ml-platform ` as the same team."""
     unallocated_label: str = "(unallocated)"
+    cost_basis: Literal["billed", "effective"] = "effective"
+    """Charge-back on EffectiveCost (amortised: commitments spread over the usage they
+    cover, the FinOps norm) or BilledCost (as invoiced)."""
 
     @property
     def tag_keys(self) -> tuple[str, ...]:

@@ -54,11 +54,11 @@ def test_help_lists_every_command_with_a_description(tmp_path: Path) -> None:
 
 def test_ingest_then_chargeback_as_csv_and_json(deployment: Path) -> None:
     ingested = finops("ingest", "focus", "bills", cwd=deployment).stdout
-    assert "bills: success; 7 rows for 2026-05, 2026-06; billed 376.00" in ingested
+    assert "bills: success, 7 rows for 2026-05..2026-06 (2 months), billed 376.00" in ingested
     assert (deployment / ".finops" / "warehouse.duckdb").exists()
 
     as_csv = finops(
-        "chargeback", "--period", "2026-05", "--by", "team", "--format", "csv", cwd=deployment
+        "chargeback", "-p", "2026-05", "--by", "team", "--cost", "billed", "-f", "csv", cwd=deployment
     ).stdout
     rows = {r["team"]: Decimal(r["cost"]) for r in csv.DictReader(io.StringIO(as_csv))}
     assert rows == {
@@ -86,8 +86,11 @@ def test_ingest_then_chargeback_as_csv_and_json(deployment: Path) -> None:
     ]
 
     table = finops("chargeback", "--period", "2026-05-01..2026-05-31", cwd=deployment).stdout
+    assert "Charge-back 2026-05-01..2026-05-31 (effective cost)" in table  # finops.yaml's basis
     assert "Total" in table
-    assert "175.01" in table
+    assert "169.96" in table
+    billed = finops("chargeback", "-p", "2026-05", "--cost", "billed", cwd=deployment).stdout
+    assert "175.01" in billed
 
 
 def test_db_flag_and_environment_choose_the_warehouse(deployment: Path) -> None:
@@ -165,6 +168,8 @@ def test_export_focus_parquet_and_csv_reingest_to_the_same_totals(deployment: Pa
             "2026-Q2",
             "--by",
             "team",
+            "--cost",
+            "billed",
             "-f",
             "json",
             "--db",
@@ -204,3 +209,31 @@ def test_status_shows_rows_per_source_and_month(deployment: Path) -> None:
         ("bills", "2026-05", 5, 175.01),
         ("bills", "2026-06", 2, 200.99),
     ]
+
+
+@pytest.mark.slow
+def test_demo_ingests_everything_it_generated_with_the_restatement_applied(tmp_path: Path) -> None:
+    (tmp_path / "finops.yaml").write_text((REPO / "finops.yaml").read_text())
+    out = finops("demo", "--months", "6", "--end-month", "2026-09", cwd=tmp_path).stdout
+    assert "Spend by team, 2026-Q3" in out
+
+    import duckdb
+
+    demo_dir = tmp_path / ".finops" / "demo"
+    (restated,) = (demo_dir / "aws-focus-restated").iterdir()
+    with duckdb.connect() as conn:
+        expected = conn.execute(
+            f"""
+            SELECT sum(c) FROM (
+                SELECT sum(BilledCost) AS c FROM read_parquet('{demo_dir}/aws-focus/*/*.parquet', filename = true)
+                WHERE filename NOT LIKE '%/{restated.name}/%'
+                UNION ALL SELECT sum(BilledCost) FROM read_parquet('{restated}/*.parquet')
+                UNION ALL SELECT sum(CAST(BilledCost AS DECIMAL(38,10))) FROM read_csv('{demo_dir}/gcp-focus/*/*.csv.gz', all_varchar = true)
+            )
+            """
+        ).fetchone()[0]
+    with duckdb.connect(str(tmp_path / ".finops" / "warehouse.duckdb"), read_only=True) as conn:
+        held = conn.execute(
+            'SELECT sum("BilledCost"), list(DISTINCT "x_Source" ORDER BY "x_Source") FROM cost'
+        ).fetchone()
+    assert held == (expected, ["aws-focus", "gcp-focus"])

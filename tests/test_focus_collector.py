@@ -292,5 +292,7 @@ def test_ragged_row_and_repeated_header_are_refused(tmp_path: Path) -> None:
         read_focus(str(ragged))
     repeated = tmp_path / "repeated.csv"
     repeated.write_text(good[0] + ",BilledCost\n" + good[1] + ",1\n")
-    with pytest.raises(IngestError, match=r"repeated.csv: column\(s\) BilledCost appear more than once"):
+    with pytest.raises(
+        IngestError, match=r"repeated.csv: column\(s\) BilledCost appear more than once"
+    ):
         read_focus(str(repeated))

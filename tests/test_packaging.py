@@ -17,7 +17,18 @@ REPO = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
         check=True,
         capture_output=True,
     )
@@ -45,7 +56,17 @@ def test_wheel_ships_defaults_app_and_console_script(wheel: Path) -> None:
 def test_init_from_the_installed_wheel_outside_the_repo(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
     )
@@ -54,9 +75,17 @@ def test_init_from_the_installed_wheel_outside_the_repo(wheel: Path, tmp_path: P
     env = {**os.environ, "PYTHONPATH": str(site)}
     code = "import finops, sys; from finops.cli import main; print(finops.__file__, file=sys.stderr); main()"
     result = subprocess.run(
-        [sys.executable, "-c", code, "init", "deployment"], cwd=elsewhere, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code, "init", "deployment"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert str(site) in result.stderr  # the wheel's copy ran, not the checkout's
-    assert (elsewhere / "deployment" / "policies" / "README.md").read_text() == (REPO / "policies" / "README.md").read_text()
-    assert (elsewhere / "deployment" / "finops.yaml").read_text() == (REPO / "finops.yaml").read_text()
+    assert (elsewhere / "deployment" / "policies" / "README.md").read_text() == (
+        REPO / "policies" / "README.md"
+    ).read_text()
+    assert (elsewhere / "deployment" / "finops.yaml").read_text() == (
+        REPO / "finops.yaml"
+    ).read_text()

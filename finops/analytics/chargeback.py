@@ -9,6 +9,7 @@ dropped, so the groups always add up to the bill for the period. Reads `cost_res
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -45,10 +46,15 @@ DIMENSIONS: tuple[str, ...] = ("team", "tag:KEY", *_PLAIN_DIMENSIONS)
 
 @dataclass(frozen=True)
 class Dimension:
-    """One `--by` grouping: its output column name and the SQL that yields it."""
+    """One `--by` grouping: its output column and how it is computed.
+
+    A plain dimension is an expression over a cost row (`row_sql`); a tag dimension is an
+    expression over `tags`, a tag map from `tag_sets`, evaluated once per distinct tag set.
+    """
 
     name: str
-    sql: str
+    row_sql: str | None
+    tag_sql: str | None
     params: tuple[object, ...]
     is_allocation: bool
 
@@ -64,36 +70,38 @@ def parse_dimensions(
 
 
 def _dimension(name: str, allocation: AllocationSettings, teams: tuple[Team, ...]) -> Dimension:
-    if name == "team" or name == f"tag:{allocation.tag_key}":
+    if name in ("team", f"tag:{allocation.tag_key}"):
         sql, params = _team_sql(allocation, teams)
-        return Dimension("team" if name == "team" else name, sql, params, True)
+        return Dimension(name, None, sql, params, True)
     if name.startswith("tag:") and len(name) > 4:
-        return Dimension(name, '"Tags"[?]', (name[4:],), False)
+        return Dimension(name, None, "tags[?]", (name[4:],), False)
     if name in _PLAIN_DIMENSIONS:
-        return Dimension(name, _PLAIN_DIMENSIONS[name], (), False)
+        return Dimension(name, _PLAIN_DIMENSIONS[name], None, (), False)
     raise ConfigError(f"--by {name!r} not understood: use one of {', '.join(DIMENSIONS)}")
 
 
 def _team_sql(
     allocation: AllocationSettings, teams: tuple[Team, ...]
 ) -> tuple[str, tuple[object, ...]]:
-    lookups = ", ".join(['"Tags"[?]'] * len(allocation.tag_keys))
+    lookups = ", ".join(["tags[?]"] * len(allocation.tag_keys))
     value = f"coalesce({lookups})"
     params: list[object] = list(allocation.tag_keys)
     if allocation.normalise_values:
         value = f"regexp_replace(lower(trim({value})), '[\\s_]+', '-', 'g')"
     aliases = [(alias, team.name) for team in teams for alias in (team.name, *team.aliases)]
     if aliases:
-        normalise = (
-            (lambda a: a.strip().lower().replace("_", "-").replace(" ", "-"))
-            if allocation.normalise_values
-            else (lambda a: a)
-        )
         whens = " ".join("WHEN ? THEN ?" for _ in aliases)
         value = f"coalesce(CASE {value} {whens} END, {value})"
         # The value expression appears twice (in CASE and in coalesce): its params too.
-        params = params + [x for alias, team in aliases for x in (normalise(alias), team)] + params
+        pairs = [x for alias, team in aliases for x in (_normalise(alias, allocation), team)]
+        params = params + pairs + params
     return value, tuple(params)
+
+
+def _normalise(value: str, allocation: AllocationSettings) -> str:
+    if not allocation.normalise_values:
+        return value
+    return re.sub(r"[\s_]+", "-", value.strip().lower())
 
 
 def chargeback(
@@ -106,32 +114,42 @@ def chargeback(
 ) -> pa.Table:
     """Cost per group for the period, largest first, with each group's share of the total.
 
-    Money is exact; `cost` is rounded to the cent for display, `share` is a percentage.
+    Rows are summed per tag set and plain dimension first, then tag sets are labelled:
+    the tag logic runs once per distinct tag set, not once per row. Money is exact in
+    `exact_cost`; `cost` is rounded to the cent for display, `share` is a percentage.
     """
     where, where_params = period.where()
-    labels = []
-    params: list[object] = []
+    plain = [d for d in dimensions if d.row_sql is not None]
+    firsts = [f'{d.row_sql} AS "{d.name}"' for d in plain]
+    labels, label_params = [], []
     for dim in dimensions:
         empty = unallocated_label if dim.is_allocation else "(none)"
-        labels.append(f'coalesce(CAST({dim.sql} AS VARCHAR), ?) AS "{dim.name}"')
-        params += [*dim.params, empty]
+        expr = dim.tag_sql if dim.tag_sql is not None else f'per_tag_set."{dim.name}"'
+        labels.append(f'coalesce(CAST({expr} AS VARCHAR), ?) AS "{dim.name}"')
+        label_params += [*dim.params, empty]
     group_cols = ", ".join(f'"{d.name}"' for d in dimensions)
-    measure = COST_COLUMN[cost]
     sql = f"""
-        WITH grouped AS (
-            SELECT {", ".join(labels)}, "BillingCurrency" AS currency,
-                   sum("{measure}") AS exact_cost, count(*) AS rows
+        WITH per_tag_set AS (
+            SELECT "x_TagSetId" AS tag_set_id, {"".join(f + ", " for f in firsts)}
+                   "BillingCurrency" AS currency,
+                   sum("{COST_COLUMN[cost]}") AS exact_cost, count(*) AS rows
             FROM cost_resolved WHERE {where}
+            GROUP BY ALL
+        ),
+        grouped AS (
+            SELECT {", ".join(labels)}, currency, sum(exact_cost) AS exact_cost, sum(rows) AS rows
+            FROM per_tag_set LEFT JOIN tag_sets USING (tag_set_id)
             GROUP BY ALL
         )
         SELECT {group_cols}, currency,
                round(exact_cost, 2) AS cost,
-               round(100 * exact_cost / nullif(sum(exact_cost) OVER (PARTITION BY currency), 0), 2) AS share,
-               rows, exact_cost
+               round(100 * exact_cost / nullif(sum(exact_cost) OVER (PARTITION BY currency), 0), 2)
+                   AS share,
+               CAST(rows AS BIGINT) AS rows, exact_cost
         FROM grouped
         ORDER BY currency, exact_cost DESC, {group_cols}
     """
-    return conn.sql(sql, params=params + where_params).to_arrow_table()
+    return conn.sql(sql, params=where_params + label_params).to_arrow_table()
 
 
 def period_total(

@@ -25,7 +25,15 @@ def render() -> None:
         return
     left, right = st.columns([3, 1])
     period = left.selectbox("Billing month", months, key="period")
-    cost = right.radio("Cost basis", ["billed", "effective"], horizontal=True, key="cost")
+    bases = ["effective", "billed"]
+    cost = right.radio(
+        "Cost basis",
+        bases,
+        index=bases.index(config.allocation.cost_basis),
+        horizontal=True,
+        key="cost",
+        help="effective: commitments amortised over the usage they cover; billed: as invoiced",
+    )
     with st.spinner("Computing charge-back..."):
         table = data.spend_by(str(wh.path), marker, period, "team", cost)
     rows = table.to_pylist()

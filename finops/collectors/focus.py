@@ -40,13 +40,13 @@ from finops.warehouse.schema import (
     ALLOWED_VALUES,
     COLUMNS_BY_NAME,
     REQUIRED_COLUMNS,
+    WAREHOUSE_COLUMNS,
     Column,
     Kind,
 )
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz")
 MAX_PROBLEMS_SHOWN = 20
-_OURS = {"x_Source", "x_IngestId"}
 _FOCUS_LOWER = {name.lower(): name for name in COLUMNS_BY_NAME if not name.startswith("x_")}
 _CURRENCIES = tuple(sorted(c.alpha_3 for c in pycountry.currencies))
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
@@ -242,11 +242,12 @@ def _plan_group(local: LocalFiles, layout: _Layout, files: tuple[Path, ...]) -> 
     for name, (raw, raw_type) in mapped.items():
         _plan_column(group, name, raw, raw_type)
     _fill_from_provider(group, mapped)
+    group.items.setdefault("Tags", f"CAST(NULL AS {COLUMNS_BY_NAME['Tags'].sql_type})")
     return group
 
 
 def _canonical_name(raw: str, group: _Group) -> str | None:
-    if raw in _OURS:
+    if raw in WAREHOUSE_COLUMNS:
         group.plan_notes.append(f"column {raw} in the file was ignored (finops sets it)")
         return None
     if raw in COLUMNS_BY_NAME:

@@ -33,7 +33,7 @@ def _export_columns(conn: duckdb.DuckDBPyConnection, csv: bool) -> list[str]:
     extras = conn.execute(
         """
         SELECT column_name FROM duckdb_columns()
-        WHERE table_name = 'cost' AND column_name LIKE 'x\\_%' ESCAPE '\\' AND column_name <> 'x_IngestId'
+        WHERE table_name = 'cost' AND column_name LIKE 'x\\_%' ESCAPE '\\' AND column_name NOT IN ('x_IngestId', 'x_TagSetId')
         ORDER BY column_index
         """
     ).fetchall()

@@ -43,7 +43,8 @@ class CostDelivery:
     files: tuple[Path, ...]
     checksum: str
     select_sql: str
-    """SELECT producing FOCUS-named columns (any subset of `cost`'s, plus `extra_columns`)."""
+    """SELECT producing FOCUS-named columns (any subset of `cost`'s, always including Tags,
+    plus `extra_columns`)."""
     periods: tuple[PeriodStats, ...]
     extra_columns: dict[str, str] = field(default_factory=dict)
     """Custom x_ columns this delivery brings, with their SQL types; added to `cost` if new."""
@@ -261,11 +262,22 @@ def _insert(
     row = conn.execute(
         f"""
         INSERT INTO cost BY NAME
-        SELECT delivery.*, ? AS "x_Source", ? AS "x_IngestId"
+        SELECT delivery.*, ? AS "x_Source", ? AS "x_IngestId",
+               CASE WHEN delivery."Tags" IS NOT NULL THEN hash(delivery."Tags") END AS "x_TagSetId"
         FROM ({delivery.select_sql}) AS delivery
         """,
         [source, run_id],
     ).fetchone()
+    conn.execute(
+        """
+        INSERT INTO tag_sets
+        SELECT "x_TagSetId", any_value("Tags") FROM cost
+        WHERE "x_IngestId" = ? AND "x_TagSetId" IS NOT NULL
+        GROUP BY 1
+        ON CONFLICT DO NOTHING
+        """,
+        [run_id],
+    )
     return int(row[0]) if row else 0
 
 

@@ -21,7 +21,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
-        "FOCUS cost table, ingest lineage and source overlaps",
+        "FOCUS cost table, tag sets, ingest lineage and source overlaps",
         (
             cost_table_ddl("cost"),
             """
@@ -41,6 +41,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 status VARCHAR NOT NULL,
                 error VARCHAR,
                 notes VARCHAR[]
+            )
+            """,
+            # Distinct tag maps, once each: grouping 10 M rows by an integer and looking
+            # their few tag sets up here is many times faster than reading every row's MAP.
+            """
+            CREATE TABLE tag_sets (
+                tag_set_id UBIGINT PRIMARY KEY,
+                tags MAP(VARCHAR, VARCHAR) NOT NULL
             )
             """,
             """

@@ -29,6 +29,7 @@ class Kind(StrEnum):
     KEY_VALUE = "key_value"
     JSON = "json"
     CURRENCY = "currency"
+    HASH = "hash"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Column:
             Kind.TIMESTAMP: TIMESTAMP,
             Kind.KEY_VALUE: KEY_VALUE,
             Kind.JSON: JSON,
+            Kind.HASH: "UBIGINT",
         }[self.kind]
 
 
@@ -155,8 +157,13 @@ FOCUS_13_ADDED: tuple[Column, ...] = (
 
 PROVIDER_EXTRAS: tuple[Column, ...] = (
     *_cols("x", Kind.TEXT, "x_Source", "x_IngestId", "x_InstanceType", "x_PurchaseOption"),
+    *_cols("x", Kind.HASH, "x_TagSetId"),
 )
-"""Our own columns: which source and ingest run wrote a row, and provider extras."""
+"""Our own columns: which source and ingest run wrote a row, provider extras, and the
+row's tag set (a hash of Tags, keyed into `tag_sets`)."""
+
+WAREHOUSE_COLUMNS: frozenset[str] = frozenset({"x_Source", "x_IngestId", "x_TagSetId"})
+"""Columns the warehouse sets on every row; a file's own values for them are ignored."""
 
 COST_COLUMNS: tuple[Column, ...] = FOCUS_12_COLUMNS + FOCUS_13_ADDED + PROVIDER_EXTRAS
 COLUMNS_BY_NAME: dict[str, Column] = {c.name: c for c in COST_COLUMNS}

@@ -1,0 +1,392 @@
+"""The demo organisation's billing files: deterministic, FOCUS-valid and telling its stories.
+
+Expectations are computed independently with DuckDB SQL over the files `generate` wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from finops.demo import DEMO_TEAMS, DemoFiles, focus_table, generate
+from finops.warehouse.schema import ALLOWED_VALUES, FOCUS_12_COLUMNS, REQUIRED_COLUMNS
+
+LAST_MONTH = date(2026, 4, 1)
+MONTHS = tuple(date(y, m, 1) for y, m in [(2025, 9), (2025, 10), (2025, 11), (2025, 12),
+                                          (2026, 1), (2026, 2), (2026, 3), (2026, 4)])  # fmt: skip
+TEAM_KEYS = ("team", "Team", "owner")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoFiles:
+    return generate(tmp_path_factory.mktemp("demo"), seed=7, months=8, end_month=LAST_MONTH)
+
+
+@pytest.fixture(scope="module")
+def three_months(tmp_path_factory: pytest.TempPathFactory) -> DemoFiles:
+    return generate(tmp_path_factory.mktemp("three"), seed=7, months=3, end_month=LAST_MONTH)
+
+
+@pytest.fixture(scope="module")
+def sql(demo: DemoFiles) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Tables of the files: `aws`, `gcp` and `restated` as written, `charges` for both.
+
+    Read once: parsing the CSV files is the slow part of these tests.
+    """
+    conn = duckdb.connect()
+    conn.execute(f"""
+        CREATE TABLE aws AS SELECT * FROM read_parquet('{demo.aws_dir}/*/*.parquet');
+        CREATE TABLE restated AS SELECT * FROM read_parquet('{demo.restated_dir}/*.parquet');
+        CREATE TABLE gcp AS SELECT * FROM read_csv('{demo.gcp_dir}/*/*.csv.gz',
+            header = true, all_varchar = true);
+        CREATE TABLE charges AS
+            SELECT 'AWS' AS provider, ChargeCategory, ChargePeriodStart, BillingPeriodStart,
+                   BilledCost, EffectiveCost, x_InstanceType,
+                   map_keys(Tags) AS tag_keys, Tags['env'] AS env
+            FROM aws
+            UNION ALL
+            SELECT 'GCP', ChargeCategory, CAST(ChargePeriodStart AS TIMESTAMPTZ),
+                   CAST(BillingPeriodStart AS TIMESTAMPTZ), CAST(BilledCost AS DECIMAL(38, 10)),
+                   CAST(EffectiveCost AS DECIMAL(38, 10)), x_InstanceType,
+                   json_keys(Tags), json_extract_string(Tags, '$.env')
+            FROM gcp;
+    """)
+    yield conn
+    conn.close()
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_same_seed_writes_byte_identical_files(three_months: DemoFiles, tmp_path: Path) -> None:
+    again = generate(tmp_path, seed=7, months=3, end_month=LAST_MONTH)
+
+    assert again.rows == three_months.rows
+    assert _files(again.root) == _files(three_months.root)
+    month = "2026-03"
+    assert pq.read_table(again.aws_dir / month).equals(pq.read_table(three_months.aws_dir / month))
+
+
+def test_another_seed_gives_other_data_for_the_same_months(
+    three_months: DemoFiles, tmp_path: Path
+) -> None:
+    eight = generate(tmp_path, seed=8, months=3, end_month=LAST_MONTH)
+
+    assert eight.months == three_months.months
+    aws_seven, aws_eight = pq.read_table(three_months.aws_dir), pq.read_table(eight.aws_dir)
+    assert aws_seven.schema == aws_eight.schema
+    assert not aws_seven.equals(aws_eight)
+    assert _files(three_months.gcp_dir) != _files(eight.gcp_dir)
+
+
+def test_generate_rewrites_its_folders_so_no_stale_month_is_left(tmp_path: Path) -> None:
+    generate(tmp_path, months=2, end_month=LAST_MONTH)
+    files = generate(tmp_path, months=1, end_month=LAST_MONTH)
+
+    assert [p.name for p in files.aws_dir.iterdir()] == ["2026-04"]
+    assert [p.name for p in files.gcp_dir.iterdir()] == ["2026-04"]
+    assert [p.name for p in files.restated_dir.parent.iterdir()] == ["2026-04"]
+
+
+def test_requested_months_are_the_billing_periods(
+    demo: DemoFiles, sql: duckdb.DuckDBPyConnection
+) -> None:
+    assert demo.months == MONTHS
+    for provider in ("AWS", "GCP"):
+        periods = sql.execute(
+            "SELECT DISTINCT BillingPeriodStart::DATE FROM charges WHERE provider = ? ORDER BY 1",
+            [provider],
+        ).fetchall()
+        assert [p for (p,) in periods] == list(MONTHS)
+    assert sorted(p.name for p in demo.aws_dir.iterdir()) == [f"{m:%Y-%m}" for m in MONTHS]
+    assert sorted(p.name for p in demo.gcp_dir.iterdir()) == [f"{m:%Y-%m}" for m in MONTHS]
+    row_count = sql.execute("SELECT count(*) FROM charges").fetchone()
+    assert row_count == (demo.rows,)
+    assert 50_000 <= demo.rows <= 150_000
+
+
+def test_each_row_bills_its_own_month(sql: duckdb.DuckDBPyConnection) -> None:
+    """Usage is daily; BillingPeriodEnd is the first day of the next month."""
+    wrong = sql.execute("""
+        SELECT count(*) FILTER (WHERE ChargePeriodEnd - ChargePeriodStart <> INTERVAL 1 DAY),
+               count(*) FILTER (WHERE date_trunc('month', ChargePeriodStart)
+                                      <> BillingPeriodStart),
+               count(*) FILTER (WHERE BillingPeriodEnd <> BillingPeriodStart + INTERVAL 1 MONTH)
+        FROM aws WHERE ChargeCategory = 'Usage'
+    """).fetchone()
+    assert wrong == (0, 0, 0)
+
+
+def test_end_month_defaults_to_the_last_complete_month(tmp_path: Path) -> None:
+    today = datetime.now(UTC).date()
+    expected = date(today.year - (today.month == 1), (today.month - 2) % 12 + 1, 1)
+
+    assert generate(tmp_path, months=1).months == (expected,)
+
+
+def test_mandatory_columns_are_never_null(sql: duckdb.DuckDBPyConnection) -> None:
+    mandatory = [*REQUIRED_COLUMNS, "ProviderName"]
+    for view in ("aws", "gcp", "restated"):
+        nulls = sql.execute(
+            "SELECT "
+            + ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in mandatory)
+            + f" FROM {view}"
+        ).fetchone()
+        assert dict(zip(mandatory, nulls, strict=True)) == dict.fromkeys(mandatory, 0), view
+
+
+def test_absent_values_are_nulls_not_placeholders(sql: duckdb.DuckDBPyConnection) -> None:
+    text_columns = [
+        name
+        for name, sql_type, *_ in sql.execute("DESCRIBE aws").fetchall()
+        if sql_type == "VARCHAR"
+    ]
+    placeholders = sql.execute(
+        "SELECT "
+        + " + ".join(
+            f"""count(*) FILTER (WHERE "{c}" IN ('', 'N/A', 'null'))""" for c in text_columns
+        )
+        + " FROM aws"
+    ).fetchone()
+    assert placeholders == (0,)
+
+
+@pytest.mark.parametrize("column", sorted(ALLOWED_VALUES))
+def test_values_are_focus_allowed_values(column: str, sql: duckdb.DuckDBPyConnection) -> None:
+    for view in ("aws", "gcp"):
+        has_column = sql.execute(f"SELECT * FROM {view} LIMIT 0").description
+        if column not in {d[0] for d in has_column}:
+            continue
+        values = {v for (v,) in sql.execute(f'SELECT DISTINCT "{column}" FROM {view}').fetchall()}
+        assert values - {None} <= set(ALLOWED_VALUES[column]), (view, column)
+
+
+def test_aws_parquet_has_all_focus_columns_and_two_extras(demo: DemoFiles) -> None:
+    schema = pq.read_schema(next(demo.aws_dir.glob("2026-01/*.parquet")))
+
+    assert set(schema.names) == {c.name for c in FOCUS_12_COLUMNS} | {
+        "x_InstanceType",
+        "x_PurchaseOption",
+    }
+    assert str(schema.field("BilledCost").type) == "decimal128(38, 10)"
+    assert str(schema.field("ChargePeriodStart").type) == "timestamp[us, tz=UTC]"
+    assert pa.types.is_map(schema.field("Tags").type)
+    assert schema.field("Tags").type.key_type == pa.string()
+    assert schema.field("Tags").type.item_type == pa.string()
+
+
+def test_gcp_csv_has_its_own_column_order_and_fewer_columns(
+    demo: DemoFiles, sql: duckdb.DuckDBPyConnection
+) -> None:
+    header = [d[0] for d in sql.execute("SELECT * FROM gcp LIMIT 0").description]
+    focus_names = [c.name for c in FOCUS_12_COLUMNS]
+
+    assert "x_ProjectNumber" in header
+    assert len(header) < len(focus_names)
+    assert set(header) - {"x_ProjectNumber", "x_InstanceType", "x_PurchaseOption"} < set(
+        focus_names
+    )
+    in_focus_order = [n for n in focus_names if n in header]
+    assert [n for n in header if n in focus_names] != in_focus_order
+
+
+def test_gcp_csv_writes_iso_utc_timestamps_and_plain_decimals(
+    sql: duckdb.DuckDBPyConnection,
+) -> None:
+    sample = sql.execute(
+        "SELECT ChargePeriodStart, BillingPeriodEnd, EffectiveCost, BilledCost FROM gcp"
+    ).fetchall()
+    iso = re.compile(r"^\d{4}-\d{2}-\d{2}T00:00:00Z$")
+    plain = re.compile(r"^-?\d+\.\d{6}$")
+    assert all(iso.match(start) and iso.match(end) for start, end, _, _ in sample)
+    assert all(plain.match(e) and plain.match(b) for _, _, e, b in sample)
+
+
+def test_untagged_spend_is_10_to_15_percent(sql: duckdb.DuckDBPyConnection) -> None:
+    team_keys = ", ".join(f"'{k}'" for k in TEAM_KEYS)
+    (share,) = sql.execute(f"""
+        SELECT sum(EffectiveCost) FILTER (WHERE tag_keys IS NULL
+                                          OR NOT list_has_any(tag_keys, [{team_keys}]))
+               / sum(EffectiveCost)
+        FROM charges
+    """).fetchone()
+
+    assert 0.10 <= share <= 0.15
+
+
+def test_tags_are_messy_the_way_real_ones_are(sql: duckdb.DuckDBPyConnection) -> None:
+    keys = {k for (k,) in sql.execute("SELECT DISTINCT unnest(tag_keys) FROM charges").fetchall()}
+    teams = {
+        t
+        for (t,) in sql.execute("""
+            SELECT DISTINCT coalesce(Tags['team'], Tags['Team'], Tags['owner']) FROM aws
+        """).fetchall()
+    }
+
+    assert {"team", "Team", "owner", "env", "project", "cluster", "workload"} <= keys
+    assert "ML-Platform" in teams
+    assert {t.name for t in DEMO_TEAMS} - {"recommendations", "nlp-research", "vision"} <= teams
+
+
+def test_dev_resources_run_on_weekdays_only(sql: duckdb.DuckDBPyConnection) -> None:
+    days = sql.execute("""
+        SELECT count(*), count(*) FILTER (WHERE isodow(ChargePeriodStart) >= 6)
+        FROM charges WHERE env = 'dev' AND ChargeCategory = 'Usage'
+    """).fetchone()
+
+    assert days[0] > 1_000
+    assert days[1] == 0
+
+
+def test_gpu_compute_is_about_two_thirds_of_spend(sql: duckdb.DuckDBPyConnection) -> None:
+    (share,) = sql.execute(r"""
+        SELECT sum(EffectiveCost) FILTER (
+                   WHERE regexp_matches(x_InstanceType, '^(ml\.)?(p4d|p5|g5|a2|a3|g2)'))
+               / sum(EffectiveCost)
+        FROM charges
+    """).fetchone()
+
+    assert 0.60 <= share <= 0.72
+
+
+def test_daily_spend_grows_from_first_to_last_month(sql: duckdb.DuckDBPyConnection) -> None:
+    (growth,) = sql.execute("""
+        WITH daily AS (
+            SELECT BillingPeriodStart AS month,
+                   sum(EffectiveCost) / count(DISTINCT ChargePeriodStart) AS per_day
+            FROM charges WHERE ChargeCategory = 'Usage' GROUP BY ALL)
+        SELECT last(per_day ORDER BY month) / first(per_day ORDER BY month) FROM daily
+    """).fetchone()
+
+    assert 1.10 <= growth <= 1.60
+
+
+def test_list_and_contracted_cost_are_unit_price_times_quantity(
+    sql: duckdb.DuckDBPyConnection,
+) -> None:
+    broken = sql.execute("""
+        SELECT count(*) FILTER (WHERE ListCost <> ListUnitPrice * PricingQuantity),
+               count(*) FILTER (WHERE ContractedCost <> ContractedUnitPrice * PricingQuantity),
+               count(*) FILTER (WHERE ChargeCategory = 'Usage' AND ListCost < EffectiveCost),
+               count(*) FILTER (WHERE ChargeCategory = 'Usage' AND ContractedCost < EffectiveCost)
+        FROM aws WHERE ListUnitPrice IS NOT NULL
+    """).fetchone()
+
+    assert broken == (0, 0, 0, 0)
+
+
+def test_spot_usage_is_dynamic_and_cheaper_than_list(sql: duckdb.DuckDBPyConnection) -> None:
+    spot = sql.execute("""
+        SELECT DISTINCT PricingCategory, EffectiveCost < ListCost
+        FROM aws WHERE x_PurchaseOption = 'Spot'
+    """).fetchall()
+
+    assert spot == [("Dynamic", True)]
+
+
+def test_committed_usage_is_amortised_from_the_monthly_fee(sql: duckdb.DuckDBPyConnection) -> None:
+    used = sql.execute("""
+        SELECT count(*), count(*) FILTER (WHERE BilledCost <> 0 OR EffectiveCost <= 0),
+               count(*) FILTER (WHERE PricingCategory <> 'Committed'
+                                OR CommitmentDiscountId IS NULL
+                                OR CommitmentDiscountCategory IS NULL
+                                OR CommitmentDiscountType IS NULL)
+        FROM aws WHERE CommitmentDiscountStatus = 'Used'
+    """).fetchone()
+    fees = sql.execute("""
+        SELECT count(*), count(*) FILTER (WHERE BilledCost <= 0 OR EffectiveCost <> 0
+                                          OR ChargeFrequency <> 'Recurring')
+        FROM aws WHERE ChargeCategory = 'Purchase'
+    """).fetchone()
+    unbalanced = sql.execute("""
+        WITH amortised AS (
+            SELECT CommitmentDiscountId AS id, BillingPeriodStart AS month,
+                   sum(EffectiveCost) FILTER (WHERE ChargeCategory = 'Usage') AS effective,
+                   sum(BilledCost) FILTER (WHERE ChargeCategory = 'Purchase') AS fee,
+                   sum(EffectiveCost) FILTER (WHERE CommitmentDiscountStatus = 'Unused')
+                       AS unused
+            FROM aws WHERE CommitmentDiscountId IS NOT NULL GROUP BY ALL)
+        SELECT count(*) FILTER (WHERE effective <> fee OR unused <= 0), count(*) FROM amortised
+    """).fetchone()
+
+    assert used[0] > 1_000
+    assert used[1:] == (0, 0)
+    assert fees[0] == 2 * len(MONTHS)
+    assert fees[1] == 0
+    assert unbalanced == (0, 2 * len(MONTHS))
+
+
+def test_credits_and_refunds_are_negative(sql: duckdb.DuckDBPyConnection) -> None:
+    positive = sql.execute("""
+        SELECT count(*), count(*) FILTER (WHERE BilledCost >= 0 OR EffectiveCost >= 0)
+        FROM charges WHERE ChargeCategory IN ('Credit', 'Adjustment')
+    """).fetchone()
+    corrections = sql.execute("""
+        SELECT ChargeCategory, BilledCost, ChargePeriodStart < BillingPeriodStart
+        FROM aws WHERE ChargeClass = 'Correction'
+    """).fetchall()
+    gcp_credits = sql.execute("SELECT count(*) FROM gcp WHERE ChargeCategory = 'Credit'").fetchone()
+
+    assert positive[0] > 0
+    assert positive[1] == 0
+    assert corrections == [("Adjustment", Decimal("-1850.25"), True)]
+    assert gcp_credits == (len(MONTHS),)
+
+
+def test_aws_accounts_are_12_digit_strings_kept_with_their_leading_zeros(
+    sql: duckdb.DuckDBPyConnection,
+) -> None:
+    accounts = [
+        a
+        for (a,) in sql.execute(
+            "SELECT DISTINCT BillingAccountId FROM aws UNION SELECT DISTINCT SubAccountId FROM aws"
+        ).fetchall()
+    ]
+    projects = sql.execute("SELECT DISTINCT BillingAccountId, SubAccountId FROM gcp").fetchall()
+
+    assert len(accounts) >= 4
+    assert all(re.fullmatch(r"\d{12}", a) for a in accounts)
+    assert any(a.startswith("0") for a in accounts)
+    assert all(re.fullmatch(r"[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}", b) for b, _ in projects)
+    assert all(re.fullmatch(r"[a-z][a-z-]+-\d{4}", p) for _, p in projects)
+
+
+def test_restated_month_covers_every_day_and_changes_the_total(
+    demo: DemoFiles, sql: duckdb.DuckDBPyConnection
+) -> None:
+    assert demo.restated_month == date(2026, 1, 1)
+    assert demo.restated_dir == demo.root / "aws-focus-restated" / "2026-01"
+    totals = sql.execute("""
+        WITH original AS (SELECT * FROM aws WHERE BillingPeriodStart = '2026-01-01')
+        SELECT (SELECT count(DISTINCT ChargePeriodStart) FROM restated
+                WHERE ChargeCategory = 'Usage'),
+               (SELECT count(*) FROM restated) - (SELECT count(*) FROM original),
+               (SELECT sum(BilledCost) FROM restated) - (SELECT sum(BilledCost) FROM original),
+               (SELECT sum(EffectiveCost) FROM restated)
+                   - (SELECT sum(EffectiveCost) FROM original)
+    """).fetchone()
+
+    # A late 2,500.00 credit, 1,000 GB of egress at 0.0855 no longer billed, and its 2% tax.
+    assert totals == (31, 1, Decimal("-2587.21"), Decimal("-2587.21"))
+
+
+def test_focus_table_has_the_rows_asked_for_and_the_aws_schema(demo: DemoFiles) -> None:
+    table = focus_table(200_000)
+
+    assert table.num_rows == 200_000
+    assert table.schema == pq.read_schema(next(demo.aws_dir.glob("2026-01/*.parquet")))
+    assert table.column("ChargeCategory").null_count == 0
+    # Grown to size: many times the demo's few hundred resources.
+    assert pc.count_distinct(table.column("ResourceId").cast(pa.string())).as_py() > 2_000
