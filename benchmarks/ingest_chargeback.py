@@ -78,7 +78,10 @@ def run_step(name: str, **values: object) -> dict:
     constants = "\n".join(f"{key} = {value!r}" for key, value in values.items())
     body = constants + "\n" + textwrap.dedent(STEP[name])
     completed = subprocess.run(
-        [sys.executable, "-c", _HARNESS.format(body=body)], capture_output=True, text=True, check=False
+        [sys.executable, "-c", _HARNESS.format(body=body)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if completed.returncode != 0:
         raise SystemExit(f"step {name} failed:\n{completed.stderr}")
@@ -97,7 +100,9 @@ def main() -> None:
 
     if not Path(parquet).exists():
         made = run_step("generate", ROWS=args.rows, PARQUET=parquet)
-        print(f"generate  {made['rows']:>12,} rows   {made['seconds']:7.2f} s   peak RSS {made['peak_rss_mb']:7.0f} MB")
+        print(
+            f"generate  {made['rows']:>12,} rows   {made['seconds']:7.2f} s   peak RSS {made['peak_rss_mb']:7.0f} MB"
+        )
     size_mb = Path(parquet).stat().st_size / 2**20
     print(f"file      {parquet} ({size_mb:,.0f} MB)")
 
@@ -114,11 +119,19 @@ def main() -> None:
 
     base, ingest = results["baseline"], results["ingest"]
     ratio = ingest["seconds"] / base["seconds"]
-    print(f"baseline  CTAS read_parquet      {base['seconds']:7.2f} s   peak RSS {base['peak_rss_mb']:7.0f} MB")
-    print(f"ingest    finops ingest focus    {ingest['seconds']:7.2f} s   peak RSS {ingest['peak_rss_mb']:7.0f} MB")
-    print(f"ratio     ingest / baseline      {ratio:7.2f}     (budget <= 2.00)  {'OK' if ratio <= 2 else 'OVER'}")
+    print(
+        f"baseline  CTAS read_parquet      {base['seconds']:7.2f} s   peak RSS {base['peak_rss_mb']:7.0f} MB"
+    )
+    print(
+        f"ingest    finops ingest focus    {ingest['seconds']:7.2f} s   peak RSS {ingest['peak_rss_mb']:7.0f} MB"
+    )
+    print(
+        f"ratio     ingest / baseline      {ratio:7.2f}     (budget <= 2.00)  {'OK' if ratio <= 2 else 'OVER'}"
+    )
     rss_ok = ingest["peak_rss_mb"] < 2048
-    print(f"memory    ingest peak RSS        {ingest['peak_rss_mb']:7.0f} MB  (budget < 2048)  {'OK' if rss_ok else 'OVER'}")
+    print(
+        f"memory    ingest peak RSS        {ingest['peak_rss_mb']:7.0f} MB  (budget < 2048)  {'OK' if rss_ok else 'OVER'}"
+    )
     warm_ok = charge["seconds"] < 1
     print(
         f"chargeback quarter by team, warm {charge['seconds']:7.3f} s   (cold {charge['cold']:.3f} s; "

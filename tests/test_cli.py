@@ -58,7 +58,16 @@ def test_ingest_then_chargeback_as_csv_and_json(deployment: Path) -> None:
     assert (deployment / ".finops" / "warehouse.duckdb").exists()
 
     as_csv = finops(
-        "chargeback", "-p", "2026-05", "--by", "team", "--cost", "billed", "-f", "csv", cwd=deployment
+        "chargeback",
+        "-p",
+        "2026-05",
+        "--by",
+        "team",
+        "--cost",
+        "billed",
+        "-f",
+        "csv",
+        cwd=deployment,
     ).stdout
     rows = {r["team"]: Decimal(r["cost"]) for r in csv.DictReader(io.StringIO(as_csv))}
     assert rows == {
