@@ -100,7 +100,7 @@ class _Provider:
 
 # fmt: off
 _PROVIDERS: dict[str, _Provider] = {
-    AWS: _Provider("Amazon Web Services", "004827361950", "northwind-payer", "Management Account",
+    AWS: _Provider("AWS", "004827361950", "northwind-payer", "Management Account",
                    "Linked Account", Decimal("0.05"), "1"),
     GCP: _Provider("Google Cloud", "01A2B3-C4D5E6-F7A8B9", "Northwind AI main billing",
                    "Billing Account", "Project", Decimal("0"), "5"),
