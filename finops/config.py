@@ -33,6 +33,10 @@ class WarehouseSettings(_Section):
     path: Path = DEFAULT_DB
     lock_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     """How long an opener waits for another process to release the file."""
+    memory_limit: Annotated[
+        str, Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    ] = "1GB"
+    """DuckDB's memory cap per process; larger work spills to disk instead of growing."""
 
 
 class AllocationSettings(_Section):

@@ -47,6 +47,7 @@ from finops.warehouse.schema import (
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz")
 MAX_PROBLEMS_SHOWN = 20
+VALIDATION_MEMORY_LIMIT = "1GB"
 _FOCUS_LOWER = {name.lower(): name for name in COLUMNS_BY_NAME if not name.startswith("x_")}
 _CURRENCIES = tuple(sorted(c.alpha_3 for c in pycountry.currencies))
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
@@ -62,7 +63,8 @@ def read_focus(location: str) -> CostDelivery:
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             digest = pool.submit(checksum, local)
-            conn = duckdb.connect()
+            # Validation only aggregates, so a modest cap keeps a large delivery's RSS low.
+            conn = duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT})
             try:
                 conn.execute("SET TimeZone = 'UTC'")
                 groups = [

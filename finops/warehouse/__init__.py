@@ -28,10 +28,12 @@ class Warehouse:
         path: Path,
         *,
         lock_timeout_s: float = 30.0,
+        memory_limit: str = "1GB",
         source_priority: tuple[str, ...] = (),
     ) -> None:
         self.path = path
         self.lock_timeout_s = lock_timeout_s
+        self.memory_limit = memory_limit
         self.source_priority = source_priority
 
     @classmethod
@@ -39,16 +41,24 @@ class Warehouse:
         return cls(
             resolve_db_path(config, db),
             lock_timeout_s=config.warehouse.lock_timeout_s,
+            memory_limit=config.warehouse.memory_limit,
             source_priority=config.ingest.source_priority,
         )
 
     def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A read-only connection: sees the state before or after an ingest, never half of one."""
-        return connect(self.path, read_only=True, timeout_s=self.lock_timeout_s)
+        return connect(
+            self.path, read_only=True, timeout_s=self.lock_timeout_s, memory_limit=self.memory_limit
+        )
 
     def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A read-write connection (creating and migrating the file as needed)."""
-        return connect(self.path, read_only=False, timeout_s=self.lock_timeout_s)
+        return connect(
+            self.path,
+            read_only=False,
+            timeout_s=self.lock_timeout_s,
+            memory_limit=self.memory_limit,
+        )
 
     @contextmanager
     def _writer_factory(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -34,7 +34,9 @@ def _describe_holder(exc: BaseException) -> str:
     return f"process {match.group(2)} ({match.group(1).strip()})"
 
 
-def _connect_waiting(path: Path, *, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+def _connect_waiting(
+    path: Path, *, read_only: bool, timeout_s: float, memory_limit: str
+) -> duckdb.DuckDBPyConnection:
     retrying = Retrying(
         retry=retry_if_exception(_is_lock_conflict),
         wait=wait_random_exponential(multiplier=0.02, max=0.5),
@@ -44,7 +46,9 @@ def _connect_waiting(path: Path, *, read_only: bool, timeout_s: float) -> duckdb
     try:
         for attempt in retrying:
             with attempt:
-                return duckdb.connect(str(path), read_only=read_only)
+                return duckdb.connect(
+                    str(path), read_only=read_only, config={"memory_limit": memory_limit}
+                )
     except duckdb.IOException as exc:
         if _is_lock_conflict(exc):
             raise WarehouseBusyError(
@@ -100,15 +104,16 @@ def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
 
 @contextmanager
 def connect(
-    path: Path, *, read_only: bool, timeout_s: float
+    path: Path, *, read_only: bool, timeout_s: float, memory_limit: str = "1GB"
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection for one unit of work; closed on exit so other processes get their turn."""
+    opening = {"timeout_s": timeout_s, "memory_limit": memory_limit}
     if read_only:
         if not path.exists():
             raise WarehouseError(
                 f"{path}: no warehouse yet; run `finops demo` or `finops ingest ...` first"
             )
-        conn = _connect_waiting(path, read_only=True, timeout_s=timeout_s)
+        conn = _connect_waiting(path, read_only=True, **opening)
         try:
             version = schema_version(conn)
         except BaseException:
@@ -117,12 +122,12 @@ def connect(
         if version != LATEST_VERSION:
             conn.close()
             # An older file is migrated once (briefly read-write), then read as usual.
-            with connect(path, read_only=False, timeout_s=timeout_s):
+            with connect(path, read_only=False, **opening):
                 pass
-            conn = _connect_waiting(path, read_only=True, timeout_s=timeout_s)
+            conn = _connect_waiting(path, read_only=True, **opening)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect_waiting(path, read_only=False, timeout_s=timeout_s)
+        conn = _connect_waiting(path, read_only=False, **opening)
         try:
             migrate(conn, path)
         except BaseException:
