@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -386,7 +385,9 @@ def app_command(
         "false",
     ]
     console.print(f"serving the app on http://localhost:{port} (Ctrl+C stops it)")
-    raise typer.Exit(subprocess.call(command, env=env))
+    sys.stdout.flush()
+    # Become the Streamlit server, so signals (Ctrl+C, a service manager's SIGTERM) reach it.
+    os.execve(sys.executable, command, env)
 
 
 @app.command()

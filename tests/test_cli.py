@@ -246,3 +246,40 @@ def test_demo_ingests_everything_it_generated_with_the_restatement_applied(tmp_p
             'SELECT sum("BilledCost"), list(DISTINCT "x_Source" ORDER BY "x_Source") FROM cost'
         ).fetchone()
     assert held == (expected, ["aws-focus", "gcp-focus"])
+
+
+@pytest.mark.slow
+def test_app_command_serves_the_packaged_app(deployment: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    finops("ingest", "focus", "bills", cwd=deployment)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(FINOPS), "app", "--port", str(port)],
+        cwd=deployment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/_stcore/health", timeout=2
+                ) as r:
+                    assert r.read() == b"ok"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the app did not come up within 60 s"
+                assert server.poll() is None, "finops app exited early"
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+            assert page.status == 200
+            assert b"<title>Streamlit</title>" in page.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

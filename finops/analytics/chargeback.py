@@ -152,6 +152,17 @@ def chargeback(
     return conn.sql(sql, params=where_params + label_params).to_arrow_table()
 
 
+def billing_months(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """The billing months the warehouse holds, newest first (YYYY-MM)."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT strftime("BillingPeriodStart", '%Y-%m') AS month
+        FROM cost_resolved ORDER BY month DESC
+        """
+    ).fetchall()
+    return [month for (month,) in rows]
+
+
 def period_total(
     conn: duckdb.DuckDBPyConnection, period: Period, cost: CostBasis = "billed"
 ) -> dict[str, Decimal]:

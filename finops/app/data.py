@@ -1,8 +1,8 @@
-"""How pages get their figures: the warehouse named by the environment, read briefly, cached.
+"""How pages get their figures: the configured warehouse, read briefly, results cached.
 
-Results are cached per (warehouse file, last ingest, question), so a new ingest shows at
-once and repeated views cost nothing. While an ingest holds the file, the opener waits
-(see `finops.warehouse.connection`) and the page shows a spinner, never a lock error.
+Results are cached per (warehouse file, its last change, question), so a new ingest shows
+at once and repeated views cost nothing. While an ingest holds the file, the opener waits
+(see `finops.warehouse.connection`) behind the page's spinner, never showing a lock error.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import streamlit as st
 
-from finops.analytics.chargeback import chargeback, parse_dimensions
+from finops.analytics.chargeback import billing_months, chargeback, parse_dimensions
 from finops.config import Config, load_config
 from finops.periods import Period, parse_period
 from finops.warehouse import Warehouse
@@ -29,30 +29,25 @@ def warehouse() -> Warehouse:
     return Warehouse.from_config(settings())
 
 
-def last_ingest(wh: Warehouse) -> str:
-    """A marker that changes whenever the warehouse changes (cache key)."""
-    if not wh.path.exists():
-        return "none"
-    return str(wh.path.stat().st_mtime_ns)
+def last_change(wh: Warehouse) -> str:
+    """A marker that changes whenever the warehouse file does (part of every cache key)."""
+    return str(wh.path.stat().st_mtime_ns) if wh.path.exists() else "none"
 
 
 @st.cache_data(show_spinner=False)
-def billing_months(db: str, marker: str) -> list[str]:
-    table = Warehouse(Path(db)).query(
-        "SELECT DISTINCT strftime(\"BillingPeriodStart\", '%Y-%m') AS m FROM cost_resolved ORDER BY m DESC"
-    )
-    return table.column("m").to_pylist()
+def months(db: str, marker: str) -> list[str]:
+    with Warehouse.from_config(settings(), Path(db)).reader() as conn:
+        return billing_months(conn)
 
 
 @st.cache_data(show_spinner=False)
 def spend_by(db: str, marker: str, period_text: str, by: str, cost: str) -> pa.Table:
     config = settings()
-    period = to_period(period_text)
     dims = parse_dimensions(by, config.allocation, config.teams)
-    with Warehouse(Path(db)).reader() as conn:
+    with Warehouse.from_config(config, Path(db)).reader() as conn:
         return chargeback(
             conn,
-            period,
+            to_period(period_text),
             dims,
             cost="billed" if cost == "billed" else "effective",
             unallocated_label=config.allocation.unallocated_label,

@@ -17,9 +17,9 @@ def render() -> None:
             "No data yet. Run `finops demo` for the demo organisation, or `finops ingest focus PATH`."
         )
         return
-    marker = data.last_ingest(wh)
+    marker = data.last_change(wh)
     with st.spinner("Reading the warehouse..."):
-        months = data.billing_months(str(wh.path), marker)
+        months = data.months(str(wh.path), marker)
     if not months:
         st.info("The warehouse holds no cost rows yet. Run `finops ingest focus PATH`.")
         return
