@@ -205,6 +205,11 @@ def test_init_scaffolds_a_deployment_and_refuses_to_overwrite(tmp_path: Path) ->
         "reports/templates/README.md",
     ):
         assert (target / path).is_file(), path
+    bill = write_csv(tmp_path / "may.csv", MAY_ROWS)
+    ingested = finops(
+        "ingest", "focus", str(bill), "--config", str(target), "--db", "new.duckdb", cwd=tmp_path
+    )
+    assert "billed 175.01" in ingested.stdout  # the scaffolded finops.yaml is valid as it stands
     again = finops("init", str(target), cwd=tmp_path, ok=False)
     assert again.returncode == 2
     assert "already exist" in again.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from finops.errors import FinopsError, IngestError, PartialDeliveryError
+from finops.errors import FinopsError, IngestError, PartialDeliveryError, WarehouseError
 from finops.warehouse.schema import COLUMNS_BY_NAME
 
 
@@ -88,7 +88,6 @@ class IngestResult:
     seconds: float
     notes: tuple[str, ...] = ()
     overlaps: tuple[Overlap, ...] = ()
-    error: str | None = None
 
 
 def _now() -> datetime:
@@ -116,10 +115,13 @@ def run_ingest(
                 conn, delivery, run_id, source, collector, force, source_priority, started, clock
             )
     except FinopsError as exc:
-        with connect() as conn:
-            _record_run(
-                conn, run_id, source, collector, uri, delivery, started, "failed", error=str(exc)
-            )
+        try:
+            with connect() as conn:
+                _record_run(
+                    conn, run_id, source, collector, uri, delivery, started, "failed", error=str(exc)
+                )
+        except WarehouseError:
+            pass  # the file itself is unavailable: there is nowhere to record the failure
         raise
     finally:
         if delivery is not None and delivery.cleanup is not None:
