@@ -73,6 +73,12 @@ class IngestSettings(_Section):
     """Which source wins when two cover the same billing account and period (first wins)."""
 
 
+class GpuSettings(_Section):
+    idle_threshold_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
+    """A GPU-hour whose utilisation (GR_ENGINE_ACTIVE x 100 where present, else GPU_UTIL)
+    averages under this is idle: the one definition the dashboards and policies share."""
+
+
 class Config(_Section):
     organisation: str = "My organisation"
     currency: str = "USD"
@@ -85,6 +91,7 @@ class Config(_Section):
     allocation: AllocationSettings = AllocationSettings()
     teams: tuple[Team, ...] = ()
     ingest: IngestSettings = IngestSettings()
+    gpu: GpuSettings = GpuSettings()
 
     source_file: Path | None = Field(default=None, exclude=True)
     """The finops.yaml these settings came from; None when only defaults apply."""

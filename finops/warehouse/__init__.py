@@ -15,9 +15,18 @@ import pyarrow as pa
 
 from finops.config import Config, resolve_db_path
 from finops.warehouse.connection import connect
+from finops.warehouse.gpu import GpuDelivery, GpuIngestResult, run_gpu_ingest
 from finops.warehouse.ingest import CostDelivery, IngestResult, Overlap, PeriodStats, run_ingest
 
-__all__ = ["CostDelivery", "IngestResult", "Overlap", "PeriodStats", "Warehouse"]
+__all__ = [
+    "CostDelivery",
+    "GpuDelivery",
+    "GpuIngestResult",
+    "IngestResult",
+    "Overlap",
+    "PeriodStats",
+    "Warehouse",
+]
 
 
 class Warehouse:
@@ -30,11 +39,13 @@ class Warehouse:
         lock_timeout_s: float = 30.0,
         memory_limit: str = "1GB",
         source_priority: tuple[str, ...] = (),
+        idle_threshold_pct: float = 5.0,
     ) -> None:
         self.path = path
         self.lock_timeout_s = lock_timeout_s
         self.memory_limit = memory_limit
         self.source_priority = source_priority
+        self.idle_threshold_pct = idle_threshold_pct
 
     @classmethod
     def from_config(cls, config: Config, db: Path | None = None) -> Warehouse:
@@ -43,6 +54,7 @@ class Warehouse:
             lock_timeout_s=config.warehouse.lock_timeout_s,
             memory_limit=config.warehouse.memory_limit,
             source_priority=config.ingest.source_priority,
+            idle_threshold_pct=config.gpu.idle_threshold_pct,
         )
 
     def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
@@ -83,6 +95,19 @@ class Warehouse:
             uri=uri,
             force=force,
             source_priority=self.source_priority,
+        )
+
+    def ingest_gpu(
+        self, read: Callable[[], GpuDelivery], *, source: str, collector: str, uri: str
+    ) -> GpuIngestResult:
+        """Replace, per node, the time span of `source` that `read()`'s samples cover."""
+        return run_gpu_ingest(
+            self._writer_factory,
+            read,
+            source=source,
+            collector=collector,
+            uri=uri,
+            idle_threshold_pct=self.idle_threshold_pct,
         )
 
     def query(self, sql: str, params: list[object] | None = None) -> pa.Table:

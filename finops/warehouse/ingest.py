@@ -118,7 +118,15 @@ def run_ingest(
         try:
             with connect() as conn:
                 _record_run(
-                    conn, run_id, source, collector, uri, delivery, started, "failed", error=str(exc)
+                    conn,
+                    run_id,
+                    source,
+                    collector,
+                    uri,
+                    delivery,
+                    started,
+                    "failed",
+                    error=str(exc),
                 )
         except WarehouseError:
             pass  # the file itself is unavailable: there is nowhere to record the failure

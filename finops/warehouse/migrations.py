@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finops.warehouse.schema import cost_table_ddl
+from finops.warehouse.schema import GPU_SAMPLE_COLUMNS, cost_table_ddl
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,42 @@ MIGRATIONS: tuple[Migration, ...] = (
                   AND o.winner <> c."x_Source"
             )
             """,
+        ),
+    ),
+    Migration(
+        2,
+        "GPU samples, hourly rollups and the one definition of GPU utilisation",
+        (
+            "CREATE TABLE gpu_samples (\n    "
+            + ",\n    ".join(f"{name} {sql_type}" for name, sql_type in GPU_SAMPLE_COLUMNS.items())
+            + ",\n    source VARCHAR NOT NULL,\n    ingest_id VARCHAR NOT NULL\n)",
+            # Utilisation of a reading: GR_ENGINE_ACTIVE x 100 where the source has it (it
+            # sees through DCGM's 'any kernel running' GPU_UTIL), else GPU_UTIL.
+            "CREATE MACRO gpu_utilisation(gr_engine_active, gpu_util_pct) AS "
+            "coalesce(gr_engine_active * 100, gpu_util_pct)",
+            """
+            CREATE TABLE gpu_hourly (
+                hour TIMESTAMPTZ NOT NULL,
+                source VARCHAR NOT NULL,
+                node VARCHAR NOT NULL,
+                gpu_uuid VARCHAR,
+                gpu_index INTEGER,
+                model VARCHAR,
+                resource_id VARCHAR,
+                cluster VARCHAR,
+                namespaces VARCHAR[],
+                samples INTEGER NOT NULL,
+                mean_util_pct DOUBLE,
+                p95_util_pct DOUBLE,
+                max_util_pct DOUBLE,
+                idle BOOLEAN,
+                mean_mem_used_mib DOUBLE,
+                mem_total_mib DOUBLE,
+                mean_power_w DOUBLE
+            )
+            """,
+            "ALTER TABLE ingest_runs ADD COLUMN window_start TIMESTAMPTZ",
+            "ALTER TABLE ingest_runs ADD COLUMN window_end TIMESTAMPTZ",
         ),
     ),
 )

@@ -225,3 +225,28 @@ ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
 def cost_table_ddl(table: str = "cost") -> str:
     columns = ",\n    ".join(f'"{c.name}" {c.sql_type}' for c in COST_COLUMNS)
     return f"CREATE TABLE {table} (\n    {columns}\n)"
+
+
+GPU_SAMPLE_COLUMNS: dict[str, str] = {
+    "ts": "TIMESTAMPTZ",
+    "node": "VARCHAR",
+    "gpu_index": "INTEGER",
+    "gpu_uuid": "VARCHAR",
+    "model": "VARCHAR",
+    "mig_profile": "VARCHAR",
+    "resource_id": "VARCHAR",
+    "cluster": "VARCHAR",
+    "gpu_util_pct": "DOUBLE",
+    "gr_engine_active": "DOUBLE",
+    "sm_active": "DOUBLE",
+    "tensor_active": "DOUBLE",
+    "mem_used_mib": "DOUBLE",
+    "mem_total_mib": "DOUBLE",
+    "power_w": "DOUBLE",
+    "namespace": "VARCHAR",
+    "pod": "VARCHAR",
+    "container": "VARCHAR",
+}
+"""One GPU reading: what every utilisation collector yields. Utilisation is GPU_UTIL as a
+percentage, the DCGM profiling fields as 0-1 ratios (null where the source lacks them),
+memory in MiB, power in W. `node` is the host as the source names it."""
