@@ -15,28 +15,23 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from finops.analytics.chargeback import (
-    DIMENSIONS,
-    CostBasis,
-    chargeback,
-    parse_dimensions,
-    period_total,
-)
-from finops.collectors import focus
-from finops.config import Config, load_config
-from finops.defaults import init_deployment
 from finops.errors import FinopsError
-from finops.periods import Period, add_months, parse_period, quarter_containing
-from finops.warehouse import IngestResult, Warehouse
-from finops.warehouse.export import export_focus
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from finops.config import Config
+    from finops.periods import Period
+    from finops.warehouse import GpuIngestResult, IngestResult, Warehouse
+
+# Heavy modules (DuckDB, Arrow, pydantic) are imported inside the commands that use them,
+# so `finops --help` is quick and `finops agent gpu` runs on a GPU host's minimal install.
 
 app = typer.Typer(
     help="FinOps cost analytics and right-sizing for ML/GPU platforms.",
@@ -90,6 +85,8 @@ class Context:
     warehouse: Warehouse
 
     def period(self, text: str) -> Period:
+        from finops.periods import parse_period
+
         return parse_period(
             text,
             fiscal_year_start_month=self.config.fiscal_year_start_month,
@@ -98,6 +95,9 @@ class Context:
 
 
 def _context(db: Path | None, config_dir: Path | None) -> Context:
+    from finops.config import load_config
+    from finops.warehouse import Warehouse
+
     config = load_config(config_dir)
     return Context(config, Warehouse.from_config(config, db))
 
@@ -135,6 +135,9 @@ def emit(
     table: pa.Table, fmt: OutputFormat, *, title: str | None = None, footer: list[str] | None = None
 ) -> None:
     """Print an Arrow table as a rich table, CSV or JSON records."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     if fmt is OutputFormat.csv:
         sink = pa.BufferOutputStream()
         pacsv.write_csv(table, sink)
@@ -179,6 +182,18 @@ def _print_ingest(result: IngestResult) -> None:
         )
 
 
+def _print_gpu_ingest(result: GpuIngestResult) -> None:
+    console.print(
+        f"[bold]{result.source}[/]: {result.status}, {result.rows:,} samples from {result.gpus} GPU(s) "
+        f"on {result.nodes} node(s), {result.window_start:%Y-%m-%d %H:%M}..{result.window_end:%Y-%m-%d %H:%M} UTC; "
+        f"replaced {result.replaced_rows:,} samples, rolled up {result.hours:,} node-hours "
+        f"in {result.seconds:.2f} s",
+        soft_wrap=True,
+    )
+    for note in result.notes:
+        console.print(f"  normalised: {note}", soft_wrap=True)
+
+
 # --- commands ----------------------------------------------------------------------------
 
 
@@ -197,6 +212,8 @@ def ingest_focus(
     config: ConfigOption = None,
 ) -> None:
     """Ingest FOCUS 1.0-1.3 files (CSV, CSV.gz, Parquet), replacing their billing periods."""
+    from finops.collectors import focus
+
     ctx = _context(db, config)
     name = source or focus.default_source(location)
     result = ctx.warehouse.ingest_cost(
@@ -229,7 +246,11 @@ def runs(
 def chargeback_command(
     period: PeriodOption,
     by: Annotated[
-        str, typer.Option(help=f"Group by, comma-separated: {', '.join(DIMENSIONS)}.")
+        str,
+        typer.Option(
+            help="Group by, comma-separated: team, tag:KEY, account, provider, service, "
+            "service-category, region, resource, charge-category, pricing-category, month, ..."
+        ),
     ] = "team",
     cost: Annotated[
         str | None,
@@ -242,6 +263,8 @@ def chargeback_command(
     config: ConfigOption = None,
 ) -> None:
     """Spend per team (or any dimension) for a period, with an explicit (unallocated) row."""
+    from finops.analytics.chargeback import CostBasis, chargeback, parse_dimensions, period_total
+
     ctx = _context(db, config)
     basis: CostBasis = ctx.config.allocation.cost_basis
     if cost is not None:
@@ -284,6 +307,8 @@ def export_focus_command(
     config: ConfigOption = None,
 ) -> None:
     """Write a FOCUS 1.2 dataset (FOCUS names and types, Tags as JSON) of the warehouse."""
+    from finops.warehouse.export import export_focus
+
     ctx = _context(db, config)
     chosen = ctx.period(period) if period else None
     with ctx.warehouse.reader() as conn:
@@ -308,7 +333,10 @@ def demo(
     config: ConfigOption = None,
 ) -> None:
     """Generate the demo organisation's billing files, ingest them and print a summary."""
-    from finops import demo as demo_data  # numpy-heavy: imported only when asked for
+    from finops import demo as demo_data
+    from finops.analytics.chargeback import chargeback, parse_dimensions
+    from finops.collectors import focus
+    from finops.periods import parse_period
 
     ctx = _context(db, config)
     last = parse_period(end_month).start if end_month else None
@@ -347,6 +375,8 @@ def demo(
 
 def _last_full_quarter(ctx: Context, last_month: date) -> Period:
     """The newest fiscal quarter whose every month is in the data."""
+    from finops.periods import add_months, quarter_containing
+
     fiscal = {
         "fiscal_year_start_month": ctx.config.fiscal_year_start_month,
         "fiscal_year_label": ctx.config.fiscal_year_label,
@@ -396,6 +426,8 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite files that already exist.")] = False,
 ) -> None:
     """Scaffold a deployment: finops.yaml, collectors/, policies/ and reports/ from the defaults."""
+    from finops.defaults import init_deployment
+
     written = init_deployment(directory, force=force)
     for path in written:
         console.print(f"wrote {path}")

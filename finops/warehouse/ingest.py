@@ -358,7 +358,12 @@ def _record_run(
     error: str | None = None,
 ) -> None:
     conn.execute(
-        "INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """
+        INSERT INTO ingest_runs (run_id, source, collector, uri, checksum, files, periods, rows,
+                                 billed_cost, effective_cost, started_at, finished_at, status,
+                                 error, notes)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
         [
             run_id,
             source,
