@@ -58,4 +58,8 @@ def render() -> None:
         ],
         hide_index=True,
         use_container_width=True,
+        column_config={
+            "cost": st.column_config.NumberColumn(f"cost ({currency})", format="%.2f"),
+            "share %": st.column_config.NumberColumn(format="%.2f"),
+        },
     )
