@@ -226,6 +226,42 @@ def ingest_focus(
     _print_ingest(result)
 
 
+@ingest_app.command("dcgm")
+def ingest_dcgm(
+    url: Annotated[str, typer.Argument(help="A DCGM exporter's /metrics URL.")],
+    source: Annotated[str, typer.Option(help="Source name.")] = "dcgm",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Scrape a DCGM exporter once and store one reading per GPU."""
+    from finops.collectors.dcgm import scrape_dcgm
+
+    ctx = _context(db, config)
+    _print_gpu_ingest(
+        ctx.warehouse.ingest_gpu(lambda: scrape_dcgm(url), source=source, collector="dcgm", uri=url)
+    )
+
+
+@ingest_app.command("openmetrics")
+def ingest_openmetrics(
+    location: Annotated[
+        str, typer.Argument(help="OpenMetrics file(s) of DCGM series with timestamps.")
+    ],
+    source: Annotated[str, typer.Option(help="Source name.")] = "openmetrics",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest DCGM history from OpenMetrics text (as promtool's backfill reads it)."""
+    from finops.collectors.dcgm import read_openmetrics
+
+    ctx = _context(db, config)
+    _print_gpu_ingest(
+        ctx.warehouse.ingest_gpu(
+            lambda: read_openmetrics(location), source=source, collector="openmetrics", uri=location
+        )
+    )
+
+
 @app.command()
 def runs(
     limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,

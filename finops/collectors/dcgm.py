@@ -1,0 +1,231 @@
+"""DCGM exporter metrics: a live `/metrics` scrape, or an OpenMetrics file with timestamps.
+
+Both are parsed by prometheus_client's own parsers (the exposition text and the OpenMetrics
+one); Python only lays the parsed samples out as long columns, and DuckDB pivots them to
+one row per GPU and timestamp.
+
+Metrics kept, and where they land:
+
+| DCGM field | column |
+| --- | --- |
+| DCGM_FI_DEV_GPU_UTIL (%) | gpu_util_pct |
+| DCGM_FI_PROF_GR_ENGINE_ACTIVE, _SM_ACTIVE, _PIPE_TENSOR_ACTIVE (0-1) | gr_engine_active, sm_active, tensor_active |
+| DCGM_FI_DEV_FB_USED (MiB) | mem_used_mib |
+| DCGM_FI_DEV_FB_USED + _FB_FREE (+ _FB_RESERVED) | mem_total_mib |
+| DCGM_FI_DEV_POWER_USAGE (W) | power_w |
+
+Labels: `gpu` -> gpu_index, `UUID` -> gpu_uuid, `modelName` -> model, `Hostname` or (from
+May 2026 releases) `hostname` -> node, `GPU_I_PROFILE` -> mig_profile, `namespace`/`pod`/
+`container` (older `pod_namespace`/`pod_name`/`container_name`) -> the k8s columns.
+
+Documented handling of bad payloads: text the parser cannot read (truncated, garbage) is
+refused with the parser's message; NaN or infinite values become nulls and are counted in
+the notes; a sample without a host label takes the scrape target's host (counted); one
+without a `gpu` or `UUID` label cannot be placed and is refused. Counters (energy, XID
+errors) are not kept, so counter resets do not matter here.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from finops.collectors.locations import checksum, resolve
+from finops.errors import IngestError
+from finops.warehouse import GpuDelivery
+
+METRICS: dict[str, str] = {
+    "DCGM_FI_DEV_GPU_UTIL": "gpu_util_pct",
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": "gr_engine_active",
+    "DCGM_FI_PROF_SM_ACTIVE": "sm_active",
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": "tensor_active",
+    "DCGM_FI_DEV_FB_USED": "mem_used_mib",
+    "DCGM_FI_DEV_FB_FREE": "fb_free",
+    "DCGM_FI_DEV_FB_RESERVED": "fb_reserved",
+    "DCGM_FI_DEV_POWER_USAGE": "power_w",
+}
+LABELS: dict[str, tuple[str, ...]] = {
+    "node": ("Hostname", "hostname"),
+    "gpu_index": ("gpu",),
+    "gpu_uuid": ("UUID",),
+    "model": ("modelName",),
+    "mig_profile": ("GPU_I_PROFILE",),
+    "namespace": ("namespace", "pod_namespace"),
+    "pod": ("pod", "pod_name"),
+    "container": ("container", "container_name"),
+}
+_PIVOT = """
+    SELECT to_timestamp(ts) AS ts, node, TRY_CAST(gpu_index AS INTEGER) AS gpu_index, gpu_uuid,
+           mig_profile,
+           -- Descriptive labels may sit on only some series of a GPU: take them from any.
+           max(model) AS model, max(namespace) AS namespace, max(pod) AS pod,
+           max(container) AS container,
+           max(value) FILTER (WHERE field = 'gpu_util_pct') AS gpu_util_pct,
+           max(value) FILTER (WHERE field = 'gr_engine_active') AS gr_engine_active,
+           max(value) FILTER (WHERE field = 'sm_active') AS sm_active,
+           max(value) FILTER (WHERE field = 'tensor_active') AS tensor_active,
+           max(value) FILTER (WHERE field = 'mem_used_mib') AS mem_used_mib,
+           max(value) FILTER (WHERE field = 'mem_used_mib')
+             + max(value) FILTER (WHERE field = 'fb_free')
+             + coalesce(max(value) FILTER (WHERE field = 'fb_reserved'), 0) AS mem_total_mib,
+           max(value) FILTER (WHERE field = 'power_w') AS power_w
+    FROM dcgm_samples
+    GROUP BY ts, node, gpu_index, gpu_uuid, mig_profile
+"""
+
+
+def scrape_dcgm(url: str, *, now: datetime | None = None, timeout_s: float = 10.0) -> GpuDelivery:
+    """GET a DCGM exporter's /metrics and return one reading per GPU, stamped `now`."""
+    text = _fetch(url, timeout_s)
+    scraped_at = now or datetime.now(UTC)
+    fallback_host = urllib.parse.urlsplit(url).hostname or url
+    return _delivery(url, _parse(text, url, openmetrics=False), scraped_at, fallback_host, ())
+
+
+def read_openmetrics(location: str) -> GpuDelivery:
+    """Read DCGM series from OpenMetrics text files whose samples carry timestamps."""
+    local = resolve(location, (".txt", ".om", ".openmetrics", ".prom"))
+    try:
+        samples: list[tuple] = []
+        for path in local.files:
+            text = path.read_text(encoding="utf-8")
+            samples += _parse(text, local.name(path), openmetrics=True)
+        return _delivery(location, samples, None, None, local.files, checksum(local), local.cleanup)
+    except BaseException:
+        if local.cleanup:
+            local.cleanup()
+        raise
+
+
+class _TransientHttpError(Exception):
+    pass
+
+
+@retry(
+    retry=retry_if_exception_type(_TransientHttpError),
+    wait=wait_exponential(multiplier=0.2, max=2),
+    stop=stop_after_attempt(3),
+    reraise=True,
+)
+def _fetch_once(url: str, timeout_s: float) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise _TransientHttpError(f"HTTP {exc.code}") from exc
+        raise IngestError(f"{url}: the exporter answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise _TransientHttpError(str(getattr(exc, "reason", exc))) from exc
+
+
+def _fetch(url: str, timeout_s: float) -> str:
+    try:
+        return _fetch_once(url, timeout_s)
+    except _TransientHttpError as exc:
+        raise IngestError(f"{url}: cannot scrape after 3 tries: {exc}") from None
+
+
+def _parse(text: str, where: str, *, openmetrics: bool) -> list[tuple]:
+    """Parsed samples as (ts, field, value, label values...) tuples; only DCGM fields we keep."""
+    if openmetrics:
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    else:
+        from prometheus_client.parser import text_string_to_metric_families
+    rows: list[tuple] = []
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                field = METRICS.get(sample.name)
+                if field is None:
+                    continue
+                ts = sample.timestamp
+                rows.append(
+                    (
+                        float(ts) if ts is not None else None,
+                        field,
+                        sample.value,
+                        *(_label(sample.labels, keys) for keys in LABELS.values()),
+                    )
+                )
+    except ValueError as exc:
+        raise IngestError(
+            f"{where}: not valid {'OpenMetrics' if openmetrics else 'Prometheus exposition'} text: {exc}"
+        ) from None
+    return rows
+
+
+def _label(labels: dict[str, str], keys: Iterable[str]) -> str | None:
+    for key in keys:
+        if labels.get(key):
+            return labels[key]
+    return None
+
+
+def _delivery(
+    uri: str,
+    samples: list[tuple],
+    scraped_at: datetime | None,
+    fallback_host: str | None,
+    files: tuple[Path, ...],
+    digest: str | None = None,
+    cleanup: Callable[[], None] | None = None,
+) -> GpuDelivery:
+    if not samples:
+        raise IngestError(f"{uri}: no DCGM GPU metrics found (expected e.g. DCGM_FI_DEV_GPU_UTIL)")
+    columns = list(zip(*samples, strict=True))
+    epoch, field, value = columns[0], columns[1], columns[2]
+    labels = dict(zip(LABELS, columns[3:], strict=True))
+    notes: list[str] = []
+    unplaced = sum(
+        1
+        for i, u in zip(labels["gpu_index"], labels["gpu_uuid"], strict=True)
+        if i is None and u is None
+    )
+    if unplaced:
+        raise IngestError(
+            f"{uri}: {unplaced} sample(s) carry neither a gpu nor a UUID label; cannot tell which GPU they describe"
+        )
+    if scraped_at is None and any(t is None for t in epoch):
+        raise IngestError(f"{uri}: OpenMetrics samples need timestamps to be stored as history")
+    non_finite = sum(1 for v in value if not math.isfinite(v))
+    if non_finite:
+        notes.append(f"NaN or infinite values stored as nulls: {non_finite} sample(s)")
+    hostless = sum(1 for n in labels["node"] if n is None)
+    if hostless:
+        if fallback_host is None:
+            raise IngestError(f"{uri}: {hostless} sample(s) have no Hostname/hostname label")
+        notes.append(
+            f"no Hostname/hostname label: host taken from the scrape target ({fallback_host}): {hostless} sample(s)"
+        )
+    stamp = scraped_at.timestamp() if scraped_at else None
+    table = pa.table(
+        {
+            "ts": pa.array([t if t is not None else stamp for t in epoch], pa.float64()),
+            "field": pa.array(field, pa.string()),
+            "value": pa.array([v if math.isfinite(v) else None for v in value], pa.float64()),
+            **{
+                name: pa.array(
+                    [v or fallback_host for v in values] if name == "node" else values, pa.string()
+                )
+                for name, values in labels.items()
+            },
+        }
+    )
+    return GpuDelivery(
+        uri=uri,
+        select_sql=_PIVOT,
+        tables={"dcgm_samples": table},
+        files=files,
+        checksum=digest,
+        notes=notes,
+        cleanup=cleanup,
+    )
