@@ -262,6 +262,33 @@ def ingest_openmetrics(
     )
 
 
+@ingest_app.command("nvidia-smi")
+def ingest_nvidia_smi(
+    location: Annotated[
+        str, typer.Argument(help="nvidia-smi --query-gpu CSV log(s): file, folder, glob or s3://.")
+    ],
+    time_zone: Annotated[str, typer.Option(help="IANA time zone of the hosts' clocks.")] = "UTC",
+    host: Annotated[
+        str | None, typer.Option(help="Host name for every file (default: from each file).")
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source name.")] = "nvidia-smi",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest nvidia-smi CSV logs (units, [N/A], local-time timestamps handled)."""
+    from finops.collectors.nvidia_smi import read_nvidia_smi
+
+    ctx = _context(db, config)
+    _print_gpu_ingest(
+        ctx.warehouse.ingest_gpu(
+            lambda: read_nvidia_smi(location, time_zone=time_zone, host=host),
+            source=source,
+            collector="nvidia-smi",
+            uri=location,
+        )
+    )
+
+
 @app.command()
 def runs(
     limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
