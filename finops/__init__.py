@@ -44,7 +44,24 @@ _EXPORTS = {
     "Warehouse": "finops.warehouse",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ActionError",
+    "Config",
+    "ConfigError",
+    "CostDelivery",
+    "FinopsError",
+    "GpuDelivery",
+    "IngestError",
+    "IngestResult",
+    "PartialDeliveryError",
+    "Period",
+    "PolicyError",
+    "Warehouse",
+    "WarehouseBusyError",
+    "WarehouseError",
+    "load_config",
+    "parse_period",
+]
 __version__ = "0.1.0"
 
 

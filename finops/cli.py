@@ -44,7 +44,11 @@ ingest_app = typer.Typer(
 )
 export_app = typer.Typer(help="Write warehouse data out in standard formats.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+agent_app = typer.Typer(
+    help="Agents that run on hosts and write spool files.", no_args_is_help=True
+)
 app.add_typer(export_app, name="export")
+app.add_typer(agent_app, name="agent")
 
 console = Console()
 errors = Console(stderr=True)
@@ -287,6 +291,45 @@ def ingest_nvidia_smi(
             uri=location,
         )
     )
+
+
+@ingest_app.command("gpu-spool")
+def ingest_gpu_spool(
+    location: Annotated[str, typer.Argument(help="Spool files written by `finops agent gpu`.")],
+    source: Annotated[str, typer.Option(help="Source name.")] = "gpu-spool",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest the GPU agent's spool files (JSON lines or Parquet; .tmp files are skipped)."""
+    from finops.collectors.gpu_spool import read_gpu_spool
+
+    ctx = _context(db, config)
+    _print_gpu_ingest(
+        ctx.warehouse.ingest_gpu(
+            lambda: read_gpu_spool(location), source=source, collector="gpu-spool", uri=location
+        )
+    )
+
+
+@agent_app.command("gpu")
+def agent_gpu(
+    out: Annotated[str, typer.Option("--out", help="Spool folder or s3://bucket/prefix.")],
+    interval: Annotated[str, typer.Option(help="Time between readings: 15s, 1m, 500ms.")] = "15s",
+    rotate_minutes: Annotated[float, typer.Option(help="Start a new spool file this often.")] = 15,
+    count: Annotated[
+        int | None, typer.Option(help="Stop after this many readings (default: run until stopped).")
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option(help="Host name to record (default: this host's).")
+    ] = None,
+) -> None:
+    """Sample this host's GPUs through NVML into spool files; never opens the warehouse."""
+    from finops.collectors.nvml import parse_interval, run_agent
+
+    rounds = run_agent(
+        out, parse_interval(interval), rotate_minutes=rotate_minutes, max_samples=count, node=node
+    )
+    console.print(f"wrote {rounds} reading(s) of every GPU to {out}")
 
 
 @app.command()

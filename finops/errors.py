@@ -6,6 +6,7 @@
     │   └── WarehouseBusyError  another process held the file for longer than we wait
     ├── IngestError             a source cannot be ingested (names file, row and column)
     │   └── PartialDeliveryError a delivery covers fewer days than the data it would replace
+    │   └── NvmlUnavailableError (finops.collectors.nvml) no NVIDIA driver or GPU on this host
     ├── PolicyError             a policy file is invalid or a policy cannot be evaluated
     └── ActionError             a cloud action failed or was refused
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -61,7 +62,7 @@ NOW = datetime(2026, 7, 3, 22, 10, 0, tzinfo=UTC)
 
 
 class _Exporter(BaseHTTPRequestHandler):
-    payloads: dict[str, tuple[int, str]] = {}
+    payloads: ClassVar[dict[str, tuple[int, str]]] = {}
 
     def do_GET(self) -> None:
         status, body = self.payloads.get(self.path, (404, "not found"))
