@@ -17,14 +17,17 @@ from finops.config import Config, resolve_db_path
 from finops.warehouse.connection import connect
 from finops.warehouse.gpu import GpuDelivery, GpuIngestResult, run_gpu_ingest
 from finops.warehouse.ingest import CostDelivery, IngestResult, Overlap, PeriodStats, run_ingest
+from finops.warehouse.inventory import InventoryResult, ResourceSnapshot, run_inventory_refresh
 
 __all__ = [
     "CostDelivery",
     "GpuDelivery",
     "GpuIngestResult",
     "IngestResult",
+    "InventoryResult",
     "Overlap",
     "PeriodStats",
+    "ResourceSnapshot",
     "Warehouse",
 ]
 
@@ -108,6 +111,14 @@ class Warehouse:
             collector=collector,
             uri=uri,
             idle_threshold_pct=self.idle_threshold_pct,
+        )
+
+    def refresh_inventory(
+        self, read: Callable[[], ResourceSnapshot], *, source: str, collector: str, uri: str
+    ) -> InventoryResult:
+        """Upsert the resources `read()` saw, keeping when each was first and last seen."""
+        return run_inventory_refresh(
+            self._writer_factory, read, source=source, collector=collector, uri=uri
         )
 
     def query(self, sql: str, params: list[object] | None = None) -> pa.Table:

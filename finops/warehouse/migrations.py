@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finops.warehouse.schema import GPU_SAMPLE_COLUMNS, cost_table_ddl
+from finops.warehouse.schema import GPU_SAMPLE_COLUMNS, RESOURCE_COLUMNS, cost_table_ddl
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
             "ALTER TABLE ingest_runs ADD COLUMN window_start TIMESTAMPTZ",
             "ALTER TABLE ingest_runs ADD COLUMN window_end TIMESTAMPTZ",
+        ),
+    ),
+    Migration(
+        3,
+        "Resource inventory",
+        (
+            "CREATE TABLE resources (\n    source VARCHAR NOT NULL,\n    "
+            + ",\n    ".join(f"{name} {sql_type}" for name, sql_type in RESOURCE_COLUMNS.items())
+            + ",\n    first_seen TIMESTAMPTZ NOT NULL,\n    last_seen TIMESTAMPTZ NOT NULL,"
+            "\n    PRIMARY KEY (source, resource_id)\n)",
         ),
     ),
 )

@@ -250,3 +250,27 @@ GPU_SAMPLE_COLUMNS: dict[str, str] = {
 """One GPU reading: what every utilisation collector yields. Utilisation is GPU_UTIL as a
 percentage, the DCGM profiling fields as 0-1 ratios (null where the source lacks them),
 memory in MiB, power in W. `node` is the host as the source names it."""
+
+
+RESOURCE_COLUMNS: dict[str, str] = {
+    "resource_id": "VARCHAR",
+    "provider": "VARCHAR",
+    "account_id": "VARCHAR",
+    "region": "VARCHAR",
+    "resource_type": "VARCHAR",
+    "instance_type": "VARCHAR",
+    "purchase_option": "VARCHAR",
+    "cluster": "VARCHAR",
+    "node_group": "VARCHAR",
+    "private_dns": "VARCHAR",
+    "node_name": "VARCHAR",
+    "state": "VARCHAR",
+    "launched_at": "TIMESTAMPTZ",
+    "tags": "MAP(VARCHAR, VARCHAR)",
+    "details": "JSON",
+}
+"""One inventory item (an instance, a node group, an Auto Scaling group, a notebook...):
+what `resources` stores per (source, resource_id), with first/last seen kept by the
+warehouse. `cluster` is the cluster it belongs to (EKS/ASG membership or a cluster tag);
+`private_dns` and `node_name` are the keys GPU samples join on; `details` holds the rest
+(e.g. an Auto Scaling group's min/desired/max)."""
