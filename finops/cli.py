@@ -403,6 +403,38 @@ def chargeback_command(
     emit(table, fmt, title=f"Charge-back {chosen.label} ({basis} cost)", footer=footer)
 
 
+@app.command("gpu")
+def gpu_command(
+    period: PeriodOption,
+    by: Annotated[
+        str, typer.Option(help="Group by: cluster, team, node, model, day, hour (comma-separated).")
+    ] = "cluster",
+    unmatched: Annotated[
+        bool, typer.Option(help="Also list billed GPU instances that sent no samples.")
+    ] = False,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """GPU-hours, utilisation, idle GPU-hours and idle cost per cluster or team."""
+    from finops.analytics.gpu import GpuAttribution, gpu_usage, unmatched_gpu_instances
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    attribution = GpuAttribution(
+        cluster_tag_keys=ctx.config.gpu.cluster_tag_keys,
+        allocation=ctx.config.allocation,
+        teams=ctx.config.teams,
+    )
+    with ctx.warehouse.reader() as conn:
+        table = gpu_usage(conn, chosen, by, attribution)
+        silent = unmatched_gpu_instances(conn, chosen, attribution) if unmatched else None
+    threshold = ctx.config.gpu.idle_threshold_pct
+    emit(table, fmt, title=f"GPU fleet {chosen.label} (idle: utilisation under {threshold:g}%)")
+    if silent is not None:
+        emit(silent, fmt, title="Billed GPU instances that sent no samples")
+
+
 @export_app.command("focus")
 def export_focus_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],

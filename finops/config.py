@@ -77,6 +77,13 @@ class GpuSettings(_Section):
     idle_threshold_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
     """A GPU-hour whose utilisation (GR_ENGINE_ACTIVE x 100 where present, else GPU_UTIL)
     averages under this is idle: the one definition the dashboards and policies share."""
+    cluster_tag_keys: tuple[str, ...] = (
+        "cluster",
+        "eks:cluster-name",
+        "aws:eks:cluster-name",
+        "goog-k8s-cluster-name",
+    )
+    """Billing tags that name an instance's cluster, tried in order."""
 
 
 class Config(_Section):

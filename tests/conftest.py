@@ -63,7 +63,7 @@ def row(
 
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = columns or list(rows[0])
+    header = columns or list(dict.fromkeys(key for r in rows for key in r))
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
         writer.writeheader()

@@ -1,0 +1,201 @@
+"""GPU fleet: GPU-hours joined to what they cost, by cluster, team, node or model.
+
+The join every GPU question needs: a GPU-hour (from `gpu_hourly`) -> the instance it ran
+on -> its cluster and team -> the instance's cost in that hour (from `cost_resolved`).
+
+- Instance: the sample's own resource id (a DCGM `instance_id` label, the agent's spool),
+  else the inventory resource whose private DNS or node name is the sample's node, else
+  the billed resource whose ResourceName is the node (GCE instance names).
+- Cluster: the sample's `cluster`, else the inventory's, else the instance's billing tag
+  (`gpu.cluster_tag_keys`, in order). Team: the allocation tag of the instance's billing
+  row (`allocation.tag_key` and aliases); on a shared cluster whose pods name a team
+  namespace, each namespace's share of the GPU-hour goes to that team.
+- Cost of a GPU-hour: the instance's usage charges spread evenly over their charge period,
+  taken for that hour, divided by the instance's GPUs reporting that hour.
+- Idle GPU-hour: one whose mean utilisation (GR_ENGINE_ACTIVE x 100 where present, else
+  GPU_UTIL) is under `gpu.idle_threshold_pct`, decided when the hour was rolled up.
+
+GPU-hours that match no billed instance stay in the results under `(unmatched)`: they are
+reported, never dropped. `unmatched_gpu_instances` lists the other side: billed GPU
+instances that sent no samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from finops.config import AllocationSettings, Team
+from finops.errors import ConfigError
+from finops.periods import Period
+
+GROUPINGS: dict[str, str] = {
+    "cluster": "cluster",
+    "team": "team",
+    "node": "node",
+    "model": "model",
+    "day": "strftime(hour, '%Y-%m-%d')",
+    "hour": "strftime(hour, '%Y-%m-%d %H:00')",
+}
+UNMATCHED = "(unmatched)"
+GPU_INSTANCE_TYPES = r"^(p[0-9]|g[0-9]|a2-|a3-|g2-|ml\.(p|g)[0-9])"
+"""Instance types that carry NVIDIA GPUs (AWS p/g families, GCP a2/a3/g2, SageMaker ml.p/ml.g)."""
+UNALLOCATED = "(unallocated)"
+
+
+@dataclass(frozen=True)
+class GpuAttribution:
+    """How GPU-hours are attributed: tag keys for clusters and teams, and team aliases."""
+
+    cluster_tag_keys: tuple[str, ...]
+    allocation: AllocationSettings
+    teams: tuple[Team, ...] = ()
+
+
+def _first_tag(keys: tuple[str, ...]) -> tuple[str, list[object]]:
+    """The first of these tag keys present on the instance's billing row."""
+    if not keys:
+        return "CAST(NULL AS VARCHAR)", []
+    return f"coalesce({', '.join('ts.tags[?]' for _ in keys)})", list(keys)
+
+
+def _team_name(
+    value: str, params: list[object], attribution: GpuAttribution
+) -> tuple[str, list[object]]:
+    """Normalise a team value and map team aliases to the team's name (as charge-back does)."""
+    if attribution.allocation.normalise_values:
+        value = f"regexp_replace(lower(trim({value})), '[\\s_]+', '-', 'g')"
+    aliases = [(a.lower(), t.name) for t in attribution.teams for a in (t.name, *t.aliases)]
+    if not aliases:
+        return value, params
+    whens = " ".join("WHEN ? THEN ?" for _ in aliases)
+    pairs = [x for pair in aliases for x in pair]
+    return f"coalesce(CASE {value} {whens} END, {value})", params + pairs + params
+
+
+def _gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, list[object]]:
+    """One row per GPU-hour (or per team share of one) with its cluster, team and cost."""
+    cluster_tag, cluster_params = _first_tag(attribution.cluster_tag_keys)
+    team_tag, team_tag_params = _first_tag(attribution.allocation.tag_keys)
+    tag_team, tag_team_params = _team_name(team_tag, team_tag_params, attribution)
+    namespace_team, namespace_params = _team_name("ns", [], attribution)
+    sql = f"""
+        WITH dns AS (
+            SELECT key, any_value(resource_id) AS resource_id FROM (
+                SELECT private_dns AS key, resource_id FROM resources WHERE private_dns IS NOT NULL
+                UNION ALL
+                SELECT node_name, resource_id FROM resources WHERE node_name IS NOT NULL
+            ) GROUP BY key
+        ),
+        named AS (
+            SELECT "ResourceName" AS key, any_value("ResourceId") AS resource_id
+            FROM cost_resolved WHERE "ResourceName" IS NOT NULL AND "ResourceId" IS NOT NULL
+            GROUP BY 1
+        ),
+        hours AS (
+            SELECT h.*, coalesce(h.resource_id, dns.resource_id, named.resource_id) AS rid
+            FROM gpu_hourly h
+            LEFT JOIN dns ON dns.key = h.node
+            LEFT JOIN named ON named.key = h.node
+            WHERE h.hour >= ? AND h.hour < ?
+        ),
+        node_gpus AS (
+            SELECT rid, hour, count(*) AS gpus FROM hours WHERE rid IS NOT NULL GROUP BY ALL
+        ),
+        charges AS (
+            SELECT c."ResourceId" AS rid, c."ChargePeriodStart" AS starts,
+                   c."ChargePeriodEnd" AS ends, c."x_TagSetId" AS tag_set_id,
+                   CAST(c."EffectiveCost" AS DOUBLE) * 3600
+                       / greatest(epoch(c."ChargePeriodEnd") - epoch(c."ChargePeriodStart"), 1)
+                       AS per_hour
+            FROM cost_resolved c
+            WHERE c."ChargeCategory" = 'Usage'
+              AND c."ResourceId" IN (SELECT rid FROM hours)
+              AND c."ChargePeriodEnd" > ? AND c."ChargePeriodStart" < ?
+        ),
+        priced AS (
+            SELECT h.hour, h.node, h.gpu_uuid, h.gpu_index, h.model, h.rid,
+                   h.cluster AS sample_cluster, h.namespaces, h.mean_util_pct, h.idle,
+                   sum(c.per_hour) AS node_cost, any_value(c.tag_set_id) AS tag_set_id
+            FROM hours h
+            LEFT JOIN charges c ON c.rid = h.rid AND h.hour >= c.starts AND h.hour < c.ends
+            GROUP BY ALL
+        ),
+        attributed AS (
+            SELECT p.*, p.node_cost / n.gpus AS gpu_cost,
+                   coalesce(p.sample_cluster, r.cluster, {cluster_tag},
+                            CASE WHEN p.node_cost IS NULL THEN '{UNMATCHED}' END, '{UNALLOCATED}')
+                       AS cluster,
+                   {tag_team} AS tag_team,
+                   greatest(len(coalesce(p.namespaces, [])), 1) AS shares,
+                   unnest(CASE WHEN len(coalesce(p.namespaces, [])) > 0 THEN p.namespaces
+                               ELSE [NULL] END) AS ns
+            FROM priced p
+            LEFT JOIN node_gpus n ON n.rid = p.rid AND n.hour = p.hour
+            LEFT JOIN (SELECT resource_id, any_value(cluster) AS cluster FROM resources GROUP BY 1) r
+              ON r.resource_id = p.rid
+            LEFT JOIN tag_sets ts ON ts.tag_set_id = p.tag_set_id
+        )
+        SELECT hour, node, gpu_uuid, gpu_index, model, rid AS resource_id, cluster,
+               CASE WHEN node_cost IS NULL THEN '{UNMATCHED}'
+                    WHEN ns IS NOT NULL THEN {namespace_team}
+                    ELSE coalesce(tag_team, '{UNALLOCATED}') END AS team,
+               1.0 / shares AS gpu_hours, mean_util_pct, idle, gpu_cost / shares AS cost
+        FROM attributed
+    """
+    params: list[object] = [period.start_ts, period.end_ts, period.start_ts, period.end_ts]
+    params += cluster_params + tag_team_params + namespace_params
+    return sql, params
+
+
+def gpu_usage(
+    conn: duckdb.DuckDBPyConnection, period: Period, by: str, attribution: GpuAttribution
+) -> pa.Table:
+    """GPU-hours, utilisation, idle GPU-hours and their cost per group, largest cost first."""
+    groups = [g.strip() for g in by.split(",") if g.strip()]
+    unknown = [g for g in groups if g not in GROUPINGS]
+    if not groups or unknown:
+        raise ConfigError(f"--by {by!r}: use one or more of {', '.join(GROUPINGS)}")
+    inner, params = _gpu_hours_sql(period, attribution)
+    keys = ", ".join(f'{GROUPINGS[g]} AS "{g}"' for g in groups)
+    names = ", ".join(f'"{g}"' for g in groups)
+    sql = f"""
+        SELECT {keys},
+               count(DISTINCT coalesce(gpu_uuid, node || '/' || gpu_index)) AS gpus,
+               round(sum(gpu_hours), 2) AS gpu_hours,
+               round(sum(mean_util_pct * gpu_hours) / nullif(sum(gpu_hours), 0), 1) AS mean_util_pct,
+               round(sum(gpu_hours) FILTER (WHERE idle), 2) AS idle_gpu_hours,
+               round(100 * coalesce(sum(gpu_hours) FILTER (WHERE idle), 0) / nullif(sum(gpu_hours), 0), 1)
+                   AS idle_pct,
+               round(sum(cost), 2) AS cost,
+               round(coalesce(sum(cost) FILTER (WHERE idle), 0), 2) AS idle_cost
+        FROM ({inner}) AS gpu_hours
+        GROUP BY ALL
+        ORDER BY cost DESC NULLS LAST, {names}
+    """
+    return conn.sql(sql, params=params).to_arrow_table()
+
+
+def unmatched_gpu_instances(
+    conn: duckdb.DuckDBPyConnection, period: Period, attribution: GpuAttribution
+) -> pa.Table:
+    """Billed GPU instances (by instance type) that sent no GPU samples in the period."""
+    reporting, params = _gpu_hours_sql(period, attribution)
+    sql = f"""
+        SELECT "ResourceId" AS resource_id, any_value("x_InstanceType") AS instance_type,
+               any_value("ProviderName") AS provider, round(sum("EffectiveCost"), 2) AS cost
+        FROM cost_resolved
+        WHERE "ChargeCategory" = 'Usage' AND "ResourceId" IS NOT NULL
+          AND regexp_matches(coalesce("x_InstanceType", ''), ?)
+          AND "ChargePeriodEnd" > ? AND "ChargePeriodStart" < ?
+          AND "ResourceId" NOT IN (
+              SELECT resource_id FROM ({reporting}) WHERE resource_id IS NOT NULL
+          )
+        GROUP BY 1
+        ORDER BY cost DESC, resource_id
+    """
+    return conn.sql(
+        sql, params=[GPU_INSTANCE_TYPES, period.start_ts, period.end_ts, *params]
+    ).to_arrow_table()
