@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from finops.config import Config
     from finops.periods import Period
-    from finops.warehouse import GpuIngestResult, IngestResult, Warehouse
+    from finops.warehouse import GpuIngestResult, IngestResult, ResourceSnapshot, Warehouse
 
 # Heavy modules (DuckDB, Arrow, pydantic) are imported inside the commands that use them,
 # so `finops --help` is quick and `finops agent gpu` runs on a GPU host's minimal install.
@@ -309,6 +309,34 @@ def ingest_gpu_spool(
             lambda: read_gpu_spool(location), source=source, collector="gpu-spool", uri=location
         )
     )
+
+
+@ingest_app.command("billing-inventory")
+def ingest_billing_inventory(
+    days: Annotated[int, typer.Option(help="Look back this many days of billing.")] = 30,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Derive the resource inventory from billing (for estates without cloud API access)."""
+    from finops.collectors.billing_inventory import inventory_from_billing
+
+    ctx = _context(db, config)
+
+    def read() -> ResourceSnapshot:
+        with ctx.warehouse.reader() as conn:
+            row = conn.execute('SELECT max("ChargePeriodEnd") FROM cost_resolved').fetchone()
+            until = row[0] if row and row[0] else datetime.now(UTC)
+            return inventory_from_billing(
+                conn,
+                cluster_tag_keys=ctx.config.gpu.cluster_tag_keys,
+                since=until - timedelta(days=days),
+                until=until,
+            )
+
+    result = ctx.warehouse.refresh_inventory(
+        read, source="billing", collector="billing-inventory", uri="cost_resolved"
+    )
+    console.print(f"[bold]billing[/]: {result.resources:,} resources ({result.new:,} new)")
 
 
 @agent_app.command("gpu")
