@@ -339,6 +339,36 @@ def ingest_billing_inventory(
     console.print(f"[bold]billing[/]: {result.resources:,} resources ({result.new:,} new)")
 
 
+@ingest_app.command("aws-inventory")
+def ingest_aws_inventory(
+    region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--region", help="Region to read; repeat for several (default: the AWS profile's)."
+        ),
+    ] = None,
+    cluster_tag: Annotated[
+        str, typer.Option(help="Tag naming the cluster of resources outside EKS and Auto Scaling.")
+    ] = "cluster",
+    source: Annotated[str, typer.Option(help="Source name.")] = "aws-inventory",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Refresh the resource inventory from the EC2, Auto Scaling, EKS and SageMaker APIs."""
+    from finops.collectors.aws_inventory import read_aws_inventory
+
+    ctx = _context(db, config)
+    result = ctx.warehouse.refresh_inventory(
+        lambda: read_aws_inventory(regions=region, cluster_tag=cluster_tag, now=datetime.now(UTC)),
+        source=source,
+        collector="aws-inventory",
+        uri=f"aws:{','.join(region)}" if region else "aws",
+    )
+    console.print(f"[bold]{source}[/]: {result.resources:,} resources ({result.new:,} new)")
+    for note in result.notes:
+        console.print(f"  note: {note}", soft_wrap=True)
+
+
 @agent_app.command("gpu")
 def agent_gpu(
     out: Annotated[str, typer.Option("--out", help="Spool folder or s3://bucket/prefix.")],
