@@ -293,6 +293,56 @@ def ingest_nvidia_smi(
     )
 
 
+@ingest_app.command("prometheus")
+def ingest_prometheus(
+    url: Annotated[
+        str, typer.Argument(help="Base URL of a Prometheus that scrapes dcgm-exporter.")
+    ],
+    since: Annotated[
+        str,
+        typer.Option(
+            help="First run goes back this far (30d, 12h, 90m); later runs continue after the last stored sample."
+        ),
+    ] = "30d",
+    step: Annotated[float, typer.Option(help="Seconds between readings.")] = 60,
+    selector: Annotated[
+        str, typer.Option(help='Label matcher added to each metric, e.g. {cluster="train-a"}.')
+    ] = "",
+    source: Annotated[
+        str, typer.Option(help="Source name (one per selector: runs resume per source).")
+    ] = "prometheus",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest DCGM history from Prometheus (query_range), continuing where the last run stopped."""
+    from finops.collectors.prometheus import parse_since, read_prometheus, since_last
+
+    default_since = parse_since(since)
+    ctx = _context(db, config)
+    last = None
+    if ctx.warehouse.path.exists():
+        last = (
+            ctx.warehouse.query(
+                "SELECT max(ts) AS last FROM gpu_samples WHERE source = ?", [source]
+            )
+            .column("last")[0]
+            .as_py()
+        )
+    now = datetime.now(UTC)
+    start = since_last(last, default_since, now, step_s=step)
+    if start > now:
+        console.print(f"[bold]{source}[/]: nothing new since the last run")
+        return
+    _print_gpu_ingest(
+        ctx.warehouse.ingest_gpu(
+            lambda: read_prometheus(url, start=start, end=now, step_s=step, selector=selector),
+            source=source,
+            collector="prometheus",
+            uri=url,
+        )
+    )
+
+
 @ingest_app.command("gpu-spool")
 def ingest_gpu_spool(
     location: Annotated[str, typer.Argument(help="Spool files written by `finops agent gpu`.")],

@@ -62,7 +62,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     "pod": ("pod", "pod_name"),
     "container": ("container", "container_name"),
 }
-_PIVOT = """
+PIVOT_SQL = """
     SELECT to_timestamp(ts) AS ts, node, TRY_CAST(gpu_index AS INTEGER) AS gpu_index, gpu_uuid,
            mig_profile,
            -- Descriptive labels may sit on only some series of a GPU: take them from any.
@@ -80,6 +80,8 @@ _PIVOT = """
     FROM dcgm_samples
     GROUP BY ts, node, gpu_index, gpu_uuid, mig_profile
 """
+"""Long DCGM samples -> GPU_SAMPLE_COLUMNS. Reads a relation named `dcgm_samples` with columns
+ts (epoch seconds), field (a METRICS value), value, and one per LABELS key."""
 
 
 def scrape_dcgm(url: str, *, now: datetime | None = None, timeout_s: float = 10.0) -> GpuDelivery:
@@ -222,7 +224,7 @@ def _delivery(
     )
     return GpuDelivery(
         uri=uri,
-        select_sql=_PIVOT,
+        select_sql=PIVOT_SQL,
         tables={"dcgm_samples": table},
         files=files,
         checksum=digest,
