@@ -53,7 +53,7 @@ DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{gpu="0",UUID="GPU-0a1b",modelName="NVIDIA H100 8
 # A newer exporter (hostname in lower case), a MIG instance, a NaN power reading.
 EXPOSITION_NEW = """\
 # TYPE DCGM_FI_DEV_GPU_UTIL gauge
-DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-9e8f",modelName="NVIDIA A100-SXM4-80GB",hostname="gpu-node-2",GPU_I_PROFILE="3g.40gb",GPU_I_ID="1",pod_namespace="search",pod_name="rank-1"} 12
+DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-9e8f",modelName="NVIDIA A100-SXM4-80GB",hostname="gpu-node-2",GPU_I_PROFILE="3g.40gb",GPU_I_ID="1",pod_namespace="search",pod_name="rank-1",instance_id="i-0f00",cluster="serve-b"} 12
 # TYPE DCGM_FI_DEV_POWER_USAGE gauge
 DCGM_FI_DEV_POWER_USAGE{gpu="0",UUID="GPU-9e8f",modelName="NVIDIA A100-SXM4-80GB",hostname="gpu-node-2",GPU_I_PROFILE="3g.40gb",GPU_I_ID="1"} NaN
 """
@@ -152,6 +152,7 @@ def test_newer_hostname_label_mig_profile_and_nan(exporter: str, tmp_path: Path)
         12.0,
         None,
     )
+    assert (row["resource_id"], row["cluster"]) == ("i-0f00", "serve-b")
     assert (row["namespace"], row["pod"]) == ("search", "rank-1")
 
 

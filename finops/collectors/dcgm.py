@@ -16,7 +16,9 @@ Metrics kept, and where they land:
 
 Labels: `gpu` -> gpu_index, `UUID` -> gpu_uuid, `modelName` -> model, `Hostname` or (from
 May 2026 releases) `hostname` -> node, `GPU_I_PROFILE` -> mig_profile, `namespace`/`pod`/
-`container` (older `pod_namespace`/`pod_name`/`container_name`) -> the k8s columns.
+`container` (older `pod_namespace`/`pod_name`/`container_name`) -> the k8s columns,
+`instance_id` -> resource_id (the billed instance: the most direct join to cost) and
+`cluster` -> cluster, where the exporter is configured to add them.
 
 Documented handling of bad payloads: text the parser cannot read (truncated, garbage) is
 refused with the parser's message; NaN or infinite values become nulls and are counted in
@@ -61,13 +63,15 @@ LABELS: dict[str, tuple[str, ...]] = {
     "namespace": ("namespace", "pod_namespace"),
     "pod": ("pod", "pod_name"),
     "container": ("container", "container_name"),
+    "resource_id": ("instance_id",),
+    "cluster": ("cluster",),
 }
 PIVOT_SQL = """
     SELECT to_timestamp(ts) AS ts, node, TRY_CAST(gpu_index AS INTEGER) AS gpu_index, gpu_uuid,
            mig_profile,
            -- Descriptive labels may sit on only some series of a GPU: take them from any.
            max(model) AS model, max(namespace) AS namespace, max(pod) AS pod,
-           max(container) AS container,
+           max(container) AS container, max(resource_id) AS resource_id, max(cluster) AS cluster,
            max(value) FILTER (WHERE field = 'gpu_util_pct') AS gpu_util_pct,
            max(value) FILTER (WHERE field = 'gr_engine_active') AS gr_engine_active,
            max(value) FILTER (WHERE field = 'sm_active') AS sm_active,
