@@ -13,6 +13,12 @@ monthly CSV.gz files with another column order and fewer optional columns, and a
 AWS month (a late credit and a corrected data-transfer line). `focus_table` builds the
 same kind of rows in memory at any size, for benchmarks.
 
+`generate` also writes what the GPUs reported, hourly, for exactly the hours their nodes
+are billed: the clusters' DCGM exporters as OpenMetrics files, and two dev hosts outside
+any cluster as nvidia-smi logs. Training clusters run multi-day jobs with idle gaps,
+inference follows its users' day, dev GPUs are busy in office hours only, and the
+IDLE_CLUSTERS sit idle, billed, for the last IDLE_DAYS days: the shutdown candidates.
+
 Every amount is an exact decimal: unit prices have at most 4 decimals and quantities at
 most 2, so each cost (price x quantity) has at most 6 and sums are exact. The whole
 organisation is generated with numpy over (resource, day) grids; the Python loops run over
@@ -27,9 +33,10 @@ import math
 import shutil
 import string
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +46,22 @@ import pyarrow.parquet as pq
 
 from finops.warehouse.schema import FOCUS_12_COLUMNS, Kind
 
-__all__ = ["DEMO_TEAMS", "DemoFiles", "Team", "focus_table", "generate"]
+__all__ = [
+    "DEMO_TEAMS",
+    "IDLE_CLUSTERS",
+    "IDLE_DAYS",
+    "DemoFiles",
+    "Team",
+    "focus_table",
+    "generate",
+]
+
+_OFFICE_TIME_ZONE = "Europe/London"
+"""Northwind AI's clock: dev GPUs follow its working day and nvidia-smi logs in its time."""
+
+IDLE_CLUSTERS: tuple[str, ...] = ("train-p4d-use1", "vision-serving")
+"""GPU clusters left running idle, and billed, for the last IDLE_DAYS days of the demo."""
+IDLE_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,16 @@ class DemoFiles:
     """`root/aws-focus-restated/YYYY-MM/`: the whole restated AWS month, replacing it."""
     rows: int
     """Rows written to aws_dir and gcp_dir (the restated delivery not counted)."""
+    gpu_openmetrics_dir: Path
+    """`root/gpu-openmetrics/YYYY-MM/<cluster>.om`: the clusters' DCGM samples, hourly. Labels:
+    gpu, UUID, modelName, Hostname, instance_id (the node's billing ResourceId), cluster (its
+    `cluster` tag) and, on the shared training and the serving clusters, namespace (a team)
+    and pod."""
+    nvidia_smi_dir: Path
+    """`root/nvidia-smi/<host>.csv`: dev hosts' nvidia-smi logs, hourly, in local time; the
+    host is the node's billing ResourceName."""
+    nvidia_smi_time_zone: str = _OFFICE_TIME_ZONE
+    """The IANA time zone of the nvidia-smi hosts' clocks."""
 
 
 # --- the organisation: providers, accounts, price list, fleets, commitments --------------
@@ -1318,6 +1350,480 @@ def _overmetered(estate: _Estate, usage: _Usage, month: int) -> _Usage:
     return replace(usage, quantity=quantity)
 
 
+# --- GPU metrics: what the DCGM exporters and nvidia-smi saw -----------------------------
+
+# How a cluster's GPUs are used.
+TRAINING = "training"  # multi-day jobs at full load; always-on nodes idle between jobs
+INFERENCE = "inference"  # load follows the users' day, lower at weekends
+DEV = "dev"  # notebooks: busy in office hours on weekdays, idle otherwise
+
+
+@dataclass(frozen=True)
+class _GpuModel:
+    name: str
+    """As DCGM's modelName label and nvidia-smi's name field give it."""
+    memory_mib: int
+    idle_w: float
+    max_w: float
+    profiling: bool
+    """DCGM exports its profiling fields (GR_ENGINE_ACTIVE): the data-centre A100 and H100."""
+
+
+_GPU_MODELS: dict[str, _GpuModel] = {
+    "A100": _GpuModel("NVIDIA A100-SXM4-40GB", 40_960, 52.0, 400.0, True),
+    "H100": _GpuModel("NVIDIA H100 80GB HBM3", 81_559, 72.0, 700.0, True),
+    "A10G": _GpuModel("NVIDIA A10G", 23_028, 24.0, 300.0, False),
+    "L4": _GpuModel("NVIDIA L4", 23_034, 16.0, 72.0, False),
+}
+_NO_GPU = _GpuModel("", 0, 0.0, 0.0, False)
+"""What per-fleet arrays hold for CPU fleets, which never report."""
+
+
+@dataclass(frozen=True)
+class _GpuUse:
+    """How a cluster's GPUs are used, and whose pods hold them."""
+
+    pattern: str
+    namespaces: tuple[str, ...] = ()
+    """Teams whose pods hold the GPUs, owner first; each namespace is named after its team."""
+    deployment: str | None = None
+    """Inference: the serving deployment whose pods hold the GPUs for good."""
+    users_zone: str = _OFFICE_TIME_ZONE
+    """Where the users are: their day drives an inference cluster's load."""
+
+
+# fmt: off
+_GPU_CLUSTERS: dict[str, _GpuUse] = {
+    # The shared training cluster: each job runs in its team's namespace.
+    "train-p4d-use1": _GpuUse(TRAINING, ("ml-platform", "nlp-research", "vision",
+                                         "search-ranking")),
+    "search-train-use1": _GpuUse(TRAINING),
+    "recs-train": _GpuUse(TRAINING),
+    "vision-train": _GpuUse(TRAINING),
+    "nlp-h100": _GpuUse(TRAINING),
+    "search-serving-use1": _GpuUse(INFERENCE, ("search-ranking",), "ranker", "America/New_York"),
+    "recs-serving": _GpuUse(INFERENCE, ("recommendations",), "two-tower", "America/Chicago"),
+    "vision-serving": _GpuUse(INFERENCE, ("vision",), "detector", "Europe/Amsterdam"),
+    "ml-dev-usw2": _GpuUse(DEV),
+}
+# fmt: on
+_DEV_HOST = _GpuUse(DEV)
+"""GPUs outside any cluster: the nvidia-smi hosts."""
+
+_NVIDIA_SMI_HOSTS = ("recs-dev-001", "jupyter-001")
+"""Dev hosts outside any cluster: they log every GPU with nvidia-smi, and have no DCGM."""
+
+_DCGM_GPUS_PER_NODE = 1
+"""GPUs per node the demo's exporters write (a real one writes all): this keeps 8 months at
+about 1.2 M sample lines. Costs stay whole: a node's cost is split over its reporting GPUs."""
+_MAX_GPUS = max(o.gpus for o in _OFFERINGS.values())
+
+_DCGM_METRICS: dict[str, str] = {
+    "DCGM_FI_DEV_GPU_UTIL": "GPU utilization (in %).",
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": "Ratio of time the graphics engine is active.",
+    "DCGM_FI_DEV_FB_FREE": "Framebuffer memory free (in MiB).",
+    "DCGM_FI_DEV_FB_USED": "Framebuffer memory used (in MiB).",
+    "DCGM_FI_DEV_POWER_USAGE": "Power draw (in W).",
+}
+_NVIDIA_SMI_HEADER = (
+    "timestamp, name, uuid, pci.bus_id, utilization.gpu [%], utilization.memory [%], "
+    "memory.total [MiB], memory.used [MiB], power.draw [W]"
+)
+_FIRST_GPU_PCI_DEVICE = {AWS: 0x1E, GCP: 0x03}
+_VPC_SECOND_OCTET = {"us-east-1": 12, "us-west-2": 40}
+"""AWS private addresses are 10.<this>.x.y, one VPC per region."""
+
+_JOB_DAYS = (3, 10)
+_GAP_DAYS = (1, 5)
+"""Always-on training nodes: jobs of 3-9 days, with 1-4 idle days between them."""
+_DEV_START = 8
+"""Office time at which the dev nodes' schedule starts them; the office opens at 9."""
+_OFFICE_HOURS = (9, 18)
+_LOAD_TROUGH_HOUR = 4
+"""Users' local hour of the least inference load; the peak is 12 hours later."""
+
+
+@dataclass(frozen=True)
+class _GpuNodes:
+    """Per resource of an estate: how many of its GPUs report, and what the reports call it."""
+
+    gpus: np.ndarray
+    """GPUs reporting; 0 for resources that send no GPU metrics."""
+    by_nvidia_smi: np.ndarray
+    resource_id: list[str | None]
+    resource_name: list[str | None]
+    hostname: list[str | None]
+    uuid_hex: list[str]
+    """32 hex digits per (resource, GPU): resource * _MAX_GPUS + gpu."""
+    pod_suffix: list[str]
+    deployment_hash: dict[str, str]
+    """Per cluster: the hash of its serving deployment's current ReplicaSet."""
+
+
+def _gpu_use(fleet: _Fleet) -> _GpuUse:
+    """Its GPU cluster's use; a dev host's for GPUs outside clusters (and, unused, for CPUs)."""
+    if fleet.cluster and _OFFERINGS[fleet.offering].gpus:
+        return _GPU_CLUSTERS[fleet.cluster]
+    return _DEV_HOST
+
+
+def _gpu_model(fleet: _Fleet) -> _GpuModel:
+    return _GPU_MODELS.get(_OFFERINGS[fleet.offering].gpu_model or "", _NO_GPU)
+
+
+def _gpu_nodes(estate: _Estate, rng: np.random.Generator) -> _GpuNodes:
+    resources = estate.resources
+    names = resources.columns["ResourceName"].to_pylist()
+    count = len(names)
+    gpus = np.zeros(count, dtype=np.int64)
+    by_nvidia_smi = np.zeros(count, dtype=bool)
+    for node, (fleet_index, name) in enumerate(zip(resources.fleet, names, strict=True)):
+        fleet = estate.fleets[fleet_index]
+        offering = _OFFERINGS[fleet.offering]
+        if name in _NVIDIA_SMI_HOSTS:
+            gpus[node], by_nvidia_smi[node] = offering.gpus, True
+        elif fleet.cluster and offering.gpus:
+            gpus[node] = min(offering.gpus, _DCGM_GPUS_PER_NODE)
+    # GCE names a host after its instance; EC2 after its private address.
+    address = rng.choice(256 * 256, count, replace=False)
+    hostnames: list[str | None] = list(names)
+    if estate.provider == AWS:
+        hostnames = []
+        for node, fleet_index in enumerate(resources.fleet):
+            region = estate.fleets[fleet_index].region
+            domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+            octets = (_VPC_SECOND_OCTET[region], *divmod(int(address[node]), 256))
+            hostnames.append(f"ip-10-{'-'.join(map(str, octets))}.{domain}")
+    clusters = list(_GPU_CLUSTERS)
+    return _GpuNodes(
+        gpus=gpus,
+        by_nvidia_smi=by_nvidia_smi,
+        resource_id=resources.columns["ResourceId"].to_pylist(),
+        resource_name=names,
+        hostname=hostnames,
+        uuid_hex=_hex_ids(rng, count * _MAX_GPUS, 32).to_pylist(),
+        pod_suffix=_hex_ids(rng, count, 5).to_pylist(),
+        deployment_hash=dict(
+            zip(clusters, _hex_ids(rng, len(clusters), 10).to_pylist(), strict=True)
+        ),
+    )
+
+
+def _gpu_uuid(nodes: _GpuNodes, node: int, gpu: int) -> str:
+    digits = nodes.uuid_hex[node * _MAX_GPUS + gpu]
+    return f"GPU-{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def _utc_offsets(zone: str, calendar: _Calendar) -> np.ndarray:
+    """The zone's UTC offset in whole hours at each hour of the calendar, summer time included."""
+    tz = ZoneInfo(zone)
+    first = datetime.fromtimestamp(int(calendar.days[0]) * 86_400, UTC)
+    return np.array(
+        [
+            (first + timedelta(hours=h)).astimezone(tz).utcoffset() // timedelta(hours=1)
+            for h in range(len(calendar.days) * 24)
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class _GpuSamples:
+    """One reading per reporting GPU per hour its node is billed, as numbers."""
+
+    node: np.ndarray
+    """Index into the estate's resources."""
+    gpu: np.ndarray
+    hour: np.ndarray
+    """Hours since the calendar's first midnight, UTC."""
+    uptime: np.ndarray
+    """Hours the node had been up that day: 0 in the hour it started (or midnight)."""
+    util_pct: np.ndarray
+    gr_engine_active: np.ndarray
+    mem_used_mib: np.ndarray
+    power_w: np.ndarray
+    pod: np.ndarray
+    """Index into `pods`; -1 where no pod holds the GPU."""
+    pods: tuple[tuple[str, str], ...]
+    """(namespace, pod name) pairs."""
+
+
+def _gpu_samples(
+    estate: _Estate, usage: _Usage, nodes: _GpuNodes, rng: np.random.Generator
+) -> _GpuSamples:
+    calendar, resources, fleets = estate.calendar, estate.resources, estate.fleets
+    n_days, n_resources = len(calendar.days), len(resources.fleet)
+    zones = sorted({_gpu_use(f).users_zone for f in fleets} | {_OFFICE_TIME_ZONE})
+    offsets = np.stack([_utc_offsets(zone, calendar) for zone in zones])
+
+    # The billed hours of every reporting node: dev nodes from the office's start, always-on
+    # nodes that lost hours to maintenance were down from midnight, training runs all day.
+    rows = np.flatnonzero(nodes.gpus[usage.resource] > 0)
+    node, day, hours = usage.resource[rows], usage.day[rows], usage.quantity[rows] // 100
+    office_start = _DEV_START - offsets[zones.index(_OFFICE_TIME_ZONE), day * 24 + _DEV_START]
+    weekdays_only = np.array([f.schedule == WEEKDAYS for f in fleets])[resources.fleet[node]]
+    start = np.where(weekdays_only, office_start, 24 - hours)
+    row = np.repeat(np.arange(len(rows)), hours)
+    uptime = np.arange(len(row)) - np.repeat(np.cumsum(hours) - hours, hours)
+    hour = day[row] * 24 + start[row] + uptime
+    gpus = nodes.gpus[node[row]]
+    reading = np.repeat(np.arange(len(row)), gpus)
+    gpu = np.arange(len(reading)) - np.repeat(np.cumsum(gpus) - gpus, gpus)
+    node, hour, uptime = node[row][reading], hour[reading], uptime[reading]
+    count = len(node)
+
+    def per_fleet(values: list[object]) -> np.ndarray:
+        return np.array(values)[resources.fleet[node]]
+
+    uses = [_gpu_use(f) for f in fleets]
+    pattern = per_fleet([u.pattern for u in uses])
+    day = hour // 24
+    local_hour = (hour + offsets[per_fleet([zones.index(u.users_zone) for u in uses]), hour]) % 24
+    weekday = calendar.weekday[day] < 5
+
+    # Each training cluster alternates jobs and gaps; a job runs in one team's namespace.
+    job_periods: dict[str, np.ndarray] = {}
+    job_teams: dict[str, np.ndarray] = {}
+    for fleet, use in zip(fleets, uses, strict=True):
+        if use.pattern != TRAINING or fleet.cluster is None or fleet.cluster in job_periods:
+            continue
+        jobs, gaps = rng.integers(*_JOB_DAYS, n_days), rng.integers(*_GAP_DAYS, n_days)
+        lengths = np.column_stack([jobs, gaps]).ravel()
+        ends = np.cumsum(lengths) - rng.integers(0, jobs[0])
+        job_periods[fleet.cluster] = np.searchsorted(ends, np.arange(n_days), side="right")
+        if use.namespaces:
+            others = len(use.namespaces) - 1
+            share = [1.0] if not others else [0.4] + [0.6 / others] * others
+            job_teams[fleet.cluster] = rng.choice(len(share), len(lengths), p=share)
+    no_jobs = np.zeros(n_days, dtype=np.int64)
+    periods = np.stack([job_periods.get(f.cluster or "", no_jobs) for f in fleets])
+    period = periods[resources.fleet[node], day]
+
+    # Nodes brought up for a run (RUNS) train while billed; always-on ones only during jobs.
+    left_idle = per_fleet([f.cluster in IDLE_CLUSTERS for f in fleets]) & (
+        day >= n_days - IDLE_DAYS
+    )
+    in_office = weekday & (local_hour >= _OFFICE_HOURS[0]) & (local_hour < _OFFICE_HOURS[1])
+    active = np.select(
+        [left_idle, pattern == TRAINING, pattern == DEV],
+        [
+            False,
+            per_fleet([f.schedule == RUNS for f in fleets]) | (period % 2 == 0),
+            in_office & (rng.random(count) < 0.65),
+        ],
+        True,
+    )
+    load = 0.5 - 0.5 * np.cos(2 * np.pi * (local_hour - _LOAD_TROUGH_HOUR) / 24)
+    serving = (8 + 70 * load * np.where(weekday, 1.0, 0.75)) * rng.lognormal(0.0, 0.12, count)
+    # A training job runs near full load, dipping now and then for a checkpoint or an eval.
+    training = np.where(
+        rng.random(count) < 0.04, rng.uniform(10, 45, count), rng.uniform(90, 100, count)
+    )
+    busy = np.select(
+        [pattern == TRAINING, pattern == INFERENCE], [training, serving], rng.uniform(15, 95, count)
+    )
+    util = np.clip(np.rint(np.where(active, busy, rng.uniform(0, 1.2, count))), 0, 100)
+    gr_engine = np.where(
+        active, util / 100 * rng.uniform(0.75, 0.95, count), rng.uniform(0, 0.003, count)
+    ).round(4)
+
+    # Memory: a training job fills it, a serving model stays loaded even without traffic,
+    # notebooks keep what their kernels allocated.
+    held = np.select(
+        [pattern == TRAINING, pattern == INFERENCE],
+        [
+            np.where(active, rng.uniform(0.85, 0.97, count), rng.uniform(0, 0.002, count)),
+            0.45 + 0.35 * util / 100 + rng.uniform(0, 0.03, count),
+        ],
+        np.where(active, rng.uniform(0.2, 0.8, count), rng.uniform(0, 0.3, count)),
+    )
+    models = [_gpu_model(f) for f in fleets]
+    memory = per_fleet([m.memory_mib for m in models])
+    idle_w, max_w = per_fleet([m.idle_w for m in models]), per_fleet([m.max_w for m in models])
+    power = idle_w + (max_w - idle_w) * util / 100 * rng.uniform(0.8, 1.0, count)
+    power += rng.uniform(0, 4, count)
+
+    # Serving pods stay deployed; a training job's pods hold the GPUs while the job is on.
+    shared = per_fleet([u.pattern == TRAINING and len(u.namespaces) > 0 for u in uses])
+    has_pod = (shared & active) | per_fleet([u.deployment is not None for u in uses])
+    keys, pod = np.unique(
+        (np.where(shared, period, 0) * n_resources + node)[has_pod], return_inverse=True
+    )
+    pods: list[tuple[str, str]] = []
+    for key in keys.tolist():
+        period_of_pod, pod_node = divmod(key, n_resources)
+        fleet = fleets[resources.fleet[pod_node]]
+        use = _gpu_use(fleet)
+        suffix = nodes.pod_suffix[pod_node]
+        if use.deployment:
+            rs_hash = nodes.deployment_hash[fleet.cluster or ""]
+            pods.append((use.namespaces[0], f"{use.deployment}-{rs_hash}-{suffix}"))
+        else:
+            team = use.namespaces[job_teams[fleet.cluster or ""][period_of_pod]]
+            pods.append((team, f"{team}-job-{period_of_pod:03d}-worker-{suffix}"))
+    pod_of_sample = np.full(count, -1)
+    pod_of_sample[has_pod] = pod
+    return _GpuSamples(
+        node=node,
+        gpu=gpu,
+        hour=hour,
+        uptime=uptime,
+        util_pct=util.astype(np.int64),
+        gr_engine_active=gr_engine,
+        mem_used_mib=np.minimum(np.rint(held * memory), memory).astype(np.int64),
+        power_w=power.round(3),
+        pod=pod_of_sample,
+        pods=tuple(pods),
+    )
+
+
+def _joined(lines: pa.Array) -> memoryview:
+    """The strings of `lines` back to back: the stretch of its data buffer they fill."""
+    offsets = np.frombuffer(
+        lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4
+    )
+    return memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]]
+
+
+def _text(values: np.ndarray) -> pa.Array:
+    """Numbers as text, the shortest that reads back the same (0.25, 87, 1e-07)."""
+    return pa.array(values).cast(pa.string())
+
+
+def _write_openmetrics(
+    folder: Path, estate: _Estate, nodes: _GpuNodes, samples: _GpuSamples
+) -> None:
+    """One OpenMetrics file per cluster and month, as a DCGM exporter's history would export."""
+    calendar, fleets = estate.calendar, estate.fleets
+    fleet = estate.resources.fleet[samples.node]
+    clusters = sorted({f.cluster for f in fleets if f.cluster})
+    cluster = np.array([clusters.index(f.cluster) if f.cluster else -1 for f in fleets])[fleet]
+    month = calendar.month_of_day[samples.hour // 24]
+    # A series is one GPU under one pod (or none). OpenMetrics wants each series' samples
+    # together and in time order, within one block per metric.
+    n_pods = len(samples.pods) + 1
+    series_keys, series = np.unique(
+        (samples.node * _MAX_GPUS + samples.gpu) * n_pods + samples.pod + 1, return_inverse=True
+    )
+    order = np.lexsort((samples.hour, series, month, cluster))
+    order = order[~nodes.by_nvidia_smi[samples.node[order]]]
+    if len(order) == 0:
+        return
+
+    series_labels = []
+    for key in series_keys.tolist():
+        gpu_key, pod = divmod(key, n_pods)
+        node, gpu = divmod(gpu_key, _MAX_GPUS)
+        node_fleet = fleets[estate.resources.fleet[node]]
+        labels = (
+            f'gpu="{gpu}",UUID="{_gpu_uuid(nodes, node, gpu)}",'
+            f'modelName="{_gpu_model(node_fleet).name}",Hostname="{nodes.hostname[node]}",'
+            f'instance_id="{nodes.resource_id[node]}",cluster="{node_fleet.cluster}"'
+        )
+        if pod:
+            namespace, pod_name = samples.pods[pod - 1]
+            labels += f',namespace="{namespace}",pod="{pod_name}"'
+        series_labels.append(labels)
+    labels = pa.array(series_labels).take(pa.array(series[order]))
+    seconds = _text((int(calendar.days[0]) * 24 + samples.hour[order]) * 3600)
+    memory = np.array([_gpu_model(f).memory_mib for f in fleets])[fleet[order]]
+    profiled = np.array([_gpu_model(f).profiling for f in fleets])[fleet[order]]
+    values = {
+        "DCGM_FI_DEV_GPU_UTIL": _text(samples.util_pct[order]),
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE": _text(samples.gr_engine_active[order]),
+        "DCGM_FI_DEV_FB_FREE": _text(memory - samples.mem_used_mib[order]),
+        "DCGM_FI_DEV_FB_USED": _text(samples.mem_used_mib[order]),
+        "DCGM_FI_DEV_POWER_USAGE": _text(samples.power_w[order]),
+    }
+
+    file_of = cluster[order] * len(calendar.months) + month[order]
+    starts = np.flatnonzero(np.diff(file_of, prepend=-1))
+    for first, end in zip(starts, [*starts[1:], len(order)], strict=True):
+        which = slice(int(first), int(end))
+        path = _month_folder(folder, calendar.months[month[order[first]]])
+        with open(path / f"{clusters[cluster[order[first]]]}.om", "wb") as out:
+            for name, help_text in _DCGM_METRICS.items():
+                columns = [labels[which], values[name][which], seconds[which]]
+                if name == "DCGM_FI_PROF_GR_ENGINE_ACTIVE":
+                    keep = pa.array(profiled[which])
+                    columns = [column.filter(keep) for column in columns]
+                    if len(columns[0]) == 0:
+                        continue
+                label_sets, readings, stamps = columns
+                lines = pc.binary_join_element_wise(
+                    name + "{", label_sets, "} ", readings, " ", stamps, "\n", ""
+                )
+                out.write(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode())
+                out.write(_joined(lines))
+            out.write(b"# EOF\n")
+
+
+def _write_nvidia_smi(
+    folder: Path, estate: _Estate, nodes: _GpuNodes, samples: _GpuSamples, rng: np.random.Generator
+) -> None:
+    """One log per dev host, as `nvidia-smi --query-gpu=... --format=csv -l 3600` appends it."""
+    calendar = estate.calendar
+    office = _utc_offsets(_OFFICE_TIME_ZONE, calendar)
+    for node in np.flatnonzero(nodes.by_nvidia_smi).tolist():
+        mine = np.flatnonzero(samples.node == node)
+        mine = mine[np.lexsort((samples.gpu[mine], samples.hour[mine]))]
+        hour, gpu, uptime = samples.hour[mine], samples.gpu[mine], samples.uptime[mine]
+        fleet = estate.fleets[estate.resources.fleet[node]]
+        model = _gpu_model(fleet)
+        # The log starts at boot, a few minutes after the hour; each later query comes an
+        # hour and the few milliseconds the previous one took after it.
+        boot_ms = rng.integers(60_000, 400_000, len(calendar.days))[hour // 24]
+        local_hour = int(calendar.days[0]) * 24 + hour + office[hour]
+        local_ms = local_hour * 3_600_000 + boot_ms + uptime * 37
+        stamps = pc.strftime(pa.array(local_ms, pa.timestamp("ms")), format="%Y/%m/%d %H:%M:%S")
+        gpus = range(int(nodes.gpus[node]))
+        first_device = _FIRST_GPU_PCI_DEVICE[estate.provider]
+        uuids = pa.array([_gpu_uuid(nodes, node, g) for g in gpus]).take(pa.array(gpu))
+        buses = pa.array([f"00000000:00:{first_device + g:02X}.0" for g in gpus]).take(
+            pa.array(gpu)
+        )
+        util = samples.util_pct[mine]
+        memory_util = np.rint(util * rng.uniform(0.1, 0.5, len(mine))).astype(np.int64)
+        centiwatts = np.rint(samples.power_w[mine] * 100).astype(np.int64)
+        watts = pc.binary_join_element_wise(
+            _text(centiwatts // 100), pc.utf8_lpad(_text(centiwatts % 100), 2, "0"), "."
+        )
+        # Every boot starts nvidia-smi again, which writes its header again into the log.
+        header = pc.if_else(pa.array((uptime == 0) & (gpu == 0)), _NVIDIA_SMI_HEADER + "\n", "")
+        lines = pc.binary_join_element_wise(
+            header,
+            stamps,
+            f", {model.name}, ",
+            uuids,
+            ", ",
+            buses,
+            ", ",
+            _text(util),
+            " %, ",
+            _text(memory_util),
+            f" %, {model.memory_mib} MiB, ",
+            _text(samples.mem_used_mib[mine]),
+            " MiB, ",
+            watts,
+            " W\n",
+            "",
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{nodes.resource_name[node]}.csv").write_bytes(_joined(lines))
+
+
+def _write_gpu_metrics(
+    estate: _Estate,
+    usage: _Usage,
+    rng: np.random.Generator,
+    openmetrics_dir: Path,
+    nvidia_smi_dir: Path,
+) -> None:
+    nodes = _gpu_nodes(estate, rng)
+    samples = _gpu_samples(estate, usage, nodes, rng)
+    _write_openmetrics(openmetrics_dir, estate, nodes, samples)
+    _write_nvidia_smi(nvidia_smi_dir, estate, nodes, samples, rng)
+
+
 # --- files -------------------------------------------------------------------------------
 
 
@@ -1381,7 +1887,7 @@ def _month_folder(root: Path, month: date) -> Path:
 def generate(
     out_dir: Path, *, seed: int = 7, months: int = 8, end_month: date | None = None
 ) -> DemoFiles:
-    """Write the demo organisation's AWS and GCP FOCUS files for `months` months.
+    """Write the demo organisation's AWS and GCP FOCUS files and GPU metrics for `months` months.
 
     The last month is `end_month` (default: the last complete calendar month, UTC). The
     folders this writes are emptied first, so a shorter rerun leaves no stale months.
@@ -1398,7 +1904,8 @@ def generate(
     aws_usage = _usage(aws, rng)
     aws_rows = _charges(aws, _overmetered(aws, aws_usage, restated), once_in)
     gcp = _estate(GCP, calendar, rng, scale=1)
-    gcp_rows = _charges(gcp, _usage(gcp, rng), once_in)
+    gcp_usage = _usage(gcp, rng)
+    gcp_rows = _charges(gcp, gcp_usage, once_in)
 
     restated_month = calendar.months[restated]
     corrected = _month_of(_charges(aws, aws_usage, once_in), restated_month)
@@ -1408,7 +1915,8 @@ def generate(
     root = Path(out_dir)
     aws_dir, gcp_dir = root / "aws-focus", root / "gcp-focus"
     restated_root = root / "aws-focus-restated"
-    for folder in (aws_dir, gcp_dir, restated_root):
+    openmetrics_dir, nvidia_smi_dir = root / "gpu-openmetrics", root / "nvidia-smi"
+    for folder in (aws_dir, gcp_dir, restated_root, openmetrics_dir, nvidia_smi_dir):
         if folder.exists():
             shutil.rmtree(folder)
     for month in calendar.months:
@@ -1418,6 +1926,10 @@ def generate(
         _write_csv_gz(gcp_month, _month_folder(gcp_dir, month) / "focus-000000000000.csv.gz")
     restated_dir = _month_folder(restated_root, restated_month)
     pq.write_table(_parquet_table(restated_rows), restated_dir / "northwind-focus-00001.parquet")
+    # The GPUs draw from their own stream, so the billing files stay as they were without them.
+    gpu_rng = np.random.default_rng([seed, 1])
+    for estate, usage in ((aws, aws_usage), (gcp, gcp_usage)):
+        _write_gpu_metrics(estate, usage, gpu_rng, openmetrics_dir, nvidia_smi_dir)
     return DemoFiles(
         root=root,
         months=calendar.months,
@@ -1426,6 +1938,8 @@ def generate(
         restated_month=restated_month,
         restated_dir=restated_dir,
         rows=aws_rows.num_rows + gcp_rows.num_rows,
+        gpu_openmetrics_dir=openmetrics_dir,
+        nvidia_smi_dir=nvidia_smi_dir,
     )
 
 

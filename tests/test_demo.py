@@ -74,6 +74,8 @@ def test_same_seed_writes_byte_identical_files(three_months: DemoFiles, tmp_path
     again = generate(tmp_path, seed=7, months=3, end_month=LAST_MONTH)
 
     assert again.rows == three_months.rows
+    assert any(again.gpu_openmetrics_dir.rglob("*.om"))
+    assert any(again.nvidia_smi_dir.glob("*.csv"))
     assert _files(again.root) == _files(three_months.root)
     month = "2026-03"
     assert pq.read_table(again.aws_dir / month).equals(pq.read_table(three_months.aws_dir / month))
@@ -89,6 +91,7 @@ def test_another_seed_gives_other_data_for_the_same_months(
     assert aws_seven.schema == aws_eight.schema
     assert not aws_seven.equals(aws_eight)
     assert _files(three_months.gcp_dir) != _files(eight.gcp_dir)
+    assert _files(three_months.nvidia_smi_dir) != _files(eight.nvidia_smi_dir)
 
 
 def test_generate_rewrites_its_folders_so_no_stale_month_is_left(tmp_path: Path) -> None:
@@ -98,6 +101,7 @@ def test_generate_rewrites_its_folders_so_no_stale_month_is_left(tmp_path: Path)
     assert [p.name for p in files.aws_dir.iterdir()] == ["2026-04"]
     assert [p.name for p in files.gcp_dir.iterdir()] == ["2026-04"]
     assert [p.name for p in files.restated_dir.parent.iterdir()] == ["2026-04"]
+    assert [p.name for p in files.gpu_openmetrics_dir.iterdir()] == ["2026-04"]
 
 
 def test_requested_months_are_the_billing_periods(
@@ -380,6 +384,25 @@ def test_restated_month_covers_every_day_and_changes_the_total(
 
     # A late 2,500.00 credit, 1,000 GB of egress at 0.0855 no longer billed, and its 2% tax.
     assert totals == (31, 1, Decimal("-2587.21"), Decimal("-2587.21"))
+
+
+def test_eight_months_of_gpu_history_cover_every_gpu_cluster_in_few_lines(
+    demo: DemoFiles,
+) -> None:
+    """Hourly, one GPU a node: about 1.2 M sample lines, which the OpenMetrics parser reads in
+    minutes; the per-month folders let a quick demo ingest only the latest."""
+    files = sorted(demo.gpu_openmetrics_dir.glob("*/*.om"))
+    sample_lines = 0
+    for path in files:
+        text = path.read_bytes()
+        sample_lines += text.count(b"\n") - text.count(b"\n# ") - 1  # the first line is a "# "
+
+    assert sorted({p.parent.name for p in files}) == [f"{m:%Y-%m}" for m in MONTHS]
+    assert sorted({p.stem for p in files}) == [
+        "ml-dev-usw2", "nlp-h100", "recs-serving", "recs-train", "search-serving-use1",
+        "search-train-use1", "train-p4d-use1", "vision-serving", "vision-train",
+    ]  # fmt: skip
+    assert 1_000_000 <= sample_lines <= 1_500_000
 
 
 def test_focus_table_has_the_rows_asked_for_and_the_aws_schema(demo: DemoFiles) -> None:
