@@ -224,3 +224,48 @@ def test_openmetrics_history_file(tmp_path: Path) -> None:
     ]
     run = warehouse.runs().to_pylist()[0]
     assert (run["collector"], run["status"], run["rows"]) == ("openmetrics", "success", 120)
+
+
+TRICKY_OPENMETRICS = r"""# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).
+# TYPE DCGM_FI_DEV_GPU_UTIL gauge
+DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-1",Hostname="n1",pod="a \"quoted\" pod",namespace=""} 97 1780000000
+DCGM_FI_DEV_GPU_UTIL{Hostname="n1",UUID="GPU-2",gpu="1"} NaN 1780000000
+# TYPE DCGM_FI_DEV_POWER_USAGE gauge
+DCGM_FI_DEV_POWER_USAGE{gpu="0",UUID="GPU-1",Hostname="n1"} +Inf 1780000000.5
+DCGM_FI_DEV_POWER_USAGE{gpu="1",UUID="GPU-2",Hostname="n1"} 1.5e2 1780000000
+# TYPE DCGM_FI_DEV_GPU_TEMP gauge
+DCGM_FI_DEV_GPU_TEMP{gpu="0",UUID="GPU-1",Hostname="n1"} 61 1780000000
+# EOF
+"""
+
+
+def test_fast_openmetrics_reader_agrees_with_the_library_parser(tmp_path: Path) -> None:
+    from finops.collectors.dcgm import LABELS, _parse
+
+    path = tmp_path / "tricky.om"
+    path.write_text(TRICKY_OPENMETRICS)
+    delivery = read_openmetrics(str(path))
+
+    fast = sorted(
+        (tuple(row.values()) for row in delivery.tables["dcgm_samples"].to_pylist()), key=repr
+    )
+    library = sorted(
+        (
+            (ts, field, value if value == value and abs(value) != float("inf") else None, *labels)
+            for ts, field, value, *labels in _parse(TRICKY_OPENMETRICS, "t", openmetrics=True)
+        ),
+        key=repr,
+    )
+    assert fast == library
+    assert len(fast) == 4
+    assert delivery.tables["dcgm_samples"].column_names == ["ts", "field", "value", *LABELS]
+    assert delivery.notes == ["NaN or infinite values stored as nulls: 2 sample(s)"]
+    pods = delivery.tables["dcgm_samples"].column("pod").to_pylist()
+    assert 'a "quoted" pod' in pods
+
+
+def test_truncated_openmetrics_file_is_refused_with_the_parsers_reason(tmp_path: Path) -> None:
+    path = tmp_path / "cut.om"
+    path.write_text(TRICKY_OPENMETRICS.replace("# EOF\n", ""))
+    with pytest.raises(IngestError, match=r"cut.om: not valid OpenMetrics text"):
+        read_openmetrics(str(path))

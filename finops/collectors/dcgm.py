@@ -37,10 +37,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from finops.collectors.locations import checksum, resolve
+from finops.collectors.locations import LocalFiles, checksum, resolve
 from finops.errors import IngestError
 from finops.warehouse import GpuDelivery
 
@@ -97,18 +99,126 @@ def scrape_dcgm(url: str, *, now: datetime | None = None, timeout_s: float = 10.
 
 
 def read_openmetrics(location: str) -> GpuDelivery:
-    """Read DCGM series from OpenMetrics text files whose samples carry timestamps."""
+    """Read DCGM series from OpenMetrics text files whose samples carry timestamps.
+
+    History files are large (a month of a fleet is millions of lines), and the library
+    parser reads some 6,000 lines a second, so files are split into samples by DuckDB
+    with the same grammar; a file it cannot read is handed to the library parser, whose
+    message then says what is wrong. Tests hold the two to the same output.
+    """
     local = resolve(location, (".txt", ".om", ".openmetrics", ".prom"))
     try:
-        samples: list[tuple] = []
-        for path in local.files:
-            text = path.read_text(encoding="utf-8")
-            samples += _parse(text, local.name(path), openmetrics=True)
-        return _delivery(location, samples, None, None, local.files, checksum(local), local.cleanup)
+        conn = duckdb.connect(config={"memory_limit": "1GB"})
+        try:
+            table = _openmetrics_samples(conn, local)
+        finally:
+            conn.close()
+        return _history_delivery(location, table, local.files, checksum(local), local.cleanup)
     except BaseException:
         if local.cleanup:
             local.cleanup()
         raise
+
+
+_SAMPLE_LINE = r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?[ \t]+([^ \t]+)(?:[ \t]+([^ \t]+))?[ \t]*$"
+_LABEL_PAIR = r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"'
+
+
+def _openmetrics_samples(conn: duckdb.DuckDBPyConnection, local: LocalFiles) -> pa.Table:
+    paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in local.files) + "]"
+    conn.execute(
+        f"""
+        CREATE TEMP TABLE lines AS
+        SELECT filename, line FROM read_csv({paths}, columns = {{'line': 'VARCHAR'}}, header = false,
+            delim = '\x1f', quote = '', escape = '', auto_detect = false, filename = true)
+        """
+    )
+    bad = conn.execute(
+        """
+        SELECT filename FROM lines
+        WHERE line NOT LIKE '#%' AND trim(line) <> '' AND NOT regexp_matches(line, ?)
+        UNION
+        SELECT filename FROM lines GROUP BY filename HAVING count(*) FILTER (WHERE line = '# EOF') = 0
+        """,
+        [_SAMPLE_LINE],
+    ).fetchall()
+    for (filename,) in bad:
+        path = Path(filename)
+        _parse(path.read_text(encoding="utf-8"), local.name(path), openmetrics=True)
+        raise IngestError(
+            f"{local.name(path)}: not valid OpenMetrics text (a line this reader cannot split)"
+        )
+    fields = " ".join(f"WHEN '{name}' THEN '{field}'" for name, field in METRICS.items())
+    labels = ", ".join(
+        f"coalesce({', '.join(f'nullif(labels[{chr(39)}{key}{chr(39)}], {chr(39)}{chr(39)})' for key in keys)}) AS {name}"
+        for name, keys in LABELS.items()
+    )
+    return conn.sql(
+        f"""
+        WITH split AS (
+            SELECT regexp_extract(line, ?, ['name', 'labels', 'value', 'ts']) AS part
+            FROM lines WHERE line NOT LIKE '#%' AND trim(line) <> ''
+        ),
+        kept AS (
+            SELECT CASE part.name {fields} END AS field, part
+            FROM split WHERE part.name IN ({", ".join(f"'{m}'" for m in METRICS)})
+        ),
+        labelled AS (
+            SELECT field, TRY_CAST(part.ts AS DOUBLE) AS ts, TRY_CAST(part.value AS DOUBLE) AS value,
+                   map(regexp_extract_all(part.labels, ?, 1),
+                       list_transform(regexp_extract_all(part.labels, ?, 2),
+                           lambda v: replace(replace(replace(v, '\\"', '"'), '\\n', chr(10)), '\\\\', '\\')))
+                       AS labels
+            FROM kept
+        )
+        SELECT ts, field, value, {labels} FROM labelled
+        """,
+        params=[_SAMPLE_LINE, _LABEL_PAIR, _LABEL_PAIR],
+    ).to_arrow_table()
+
+
+def _history_delivery(
+    uri: str,
+    samples: pa.Table,
+    files: tuple[Path, ...],
+    digest: str,
+    cleanup: Callable[[], None] | None,
+) -> GpuDelivery:
+    """The same checks and notes as a scrape, on a table DuckDB already built."""
+    if samples.num_rows == 0:
+        raise IngestError(f"{uri}: no DCGM GPU metrics found (expected e.g. DCGM_FI_DEV_GPU_UTIL)")
+    problems = duckdb.sql(
+        """
+        SELECT count(*) FILTER (WHERE gpu_index IS NULL AND gpu_uuid IS NULL),
+               count(*) FILTER (WHERE ts IS NULL),
+               count(*) FILTER (WHERE node IS NULL),
+               count(*) FILTER (WHERE NOT isfinite(value))
+        FROM samples
+        """
+    ).fetchall()
+    unplaced, untimed, hostless, non_finite = problems[0]
+    if unplaced:
+        raise IngestError(
+            f"{uri}: {unplaced} sample(s) carry neither a gpu nor a UUID label; cannot tell which GPU they describe"
+        )
+    if untimed:
+        raise IngestError(f"{uri}: OpenMetrics samples need timestamps to be stored as history")
+    if hostless:
+        raise IngestError(f"{uri}: {hostless} sample(s) have no Hostname/hostname label")
+    notes = (
+        [f"NaN or infinite values stored as nulls: {non_finite} sample(s)"] if non_finite else []
+    )
+    finite = pc.if_else(pc.is_finite(samples["value"]), samples["value"], None)
+    samples = samples.set_column(samples.schema.get_field_index("value"), "value", finite)
+    return GpuDelivery(
+        uri=uri,
+        select_sql=PIVOT_SQL,
+        tables={"dcgm_samples": samples},
+        files=files,
+        checksum=digest,
+        notes=notes,
+        cleanup=cleanup,
+    )
 
 
 class _TransientHttpError(Exception):
