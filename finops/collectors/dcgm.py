@@ -149,31 +149,48 @@ def _openmetrics_samples(conn: duckdb.DuckDBPyConnection, local: LocalFiles) -> 
             f"{local.name(path)}: not valid OpenMetrics text (a line this reader cannot split)"
         )
     fields = " ".join(f"WHEN '{name}' THEN '{field}'" for name, field in METRICS.items())
-    labels = ", ".join(
-        f"coalesce({', '.join(f'nullif(labels[{chr(39)}{key}{chr(39)}], {chr(39)}{chr(39)})' for key in keys)}) AS {name}"
+    # Labels are cut out with string functions, several times faster than a regex per line;
+    # lines whose labels hold an escape (a backslash) take the regex, which reads `\"`.
+    regex_map = (
+        "map(regexp_extract_all(labels, ?, 1), list_transform(regexp_extract_all(labels, ?, 2), "
+        r"""lambda v: replace(replace(replace(v, '\"', '"'), '\n', chr(10)), '\\', '\')))"""
+    )
+
+    def label(key: str) -> str:
+        cut = f"split_part(split_part(',' || labels, ',{key}=\"', 2), '\"', 1)"
+        return f"nullif(CASE WHEN escaped THEN regex_map['{key}'] ELSE {cut} END, '')"
+
+    columns = ", ".join(
+        f"coalesce({', '.join(label(key) for key in keys)}) AS {name}"
         for name, keys in LABELS.items()
     )
     return conn.sql(
         f"""
-        WITH split AS (
-            SELECT regexp_extract(line, ?, ['name', 'labels', 'value', 'ts']) AS part
+        WITH sample_lines AS (
+            SELECT line, strpos(line, '{{') AS open,
+                   length(line) - strpos(reverse(line), '}}') + 1 AS close
             FROM lines WHERE line NOT LIKE '#%' AND trim(line) <> ''
         ),
-        kept AS (
-            SELECT CASE part.name {fields} END AS field, part
-            FROM split WHERE part.name IN ({", ".join(f"'{m}'" for m in METRICS)})
+        parts AS (
+            SELECT CASE WHEN open > 0 THEN left(line, open - 1)
+                        ELSE split_part(trim(line), ' ', 1) END AS name,
+                   CASE WHEN open > 0 THEN substr(line, open + 1, close - open - 1) ELSE '' END
+                       AS labels,
+                   list_filter(string_split(trim(CASE WHEN open > 0 THEN substr(line, close + 1)
+                       ELSE substr(trim(line), strpos(trim(line), ' ') + 1) END), ' '),
+                       lambda x: x <> '') AS rest
+            FROM sample_lines
         ),
         labelled AS (
-            SELECT field, TRY_CAST(part.ts AS DOUBLE) AS ts, TRY_CAST(part.value AS DOUBLE) AS value,
-                   map(regexp_extract_all(part.labels, ?, 1),
-                       list_transform(regexp_extract_all(part.labels, ?, 2),
-                           lambda v: replace(replace(replace(v, '\\"', '"'), '\\n', chr(10)), '\\\\', '\\')))
-                       AS labels
-            FROM kept
+            SELECT CASE name {fields} END AS field,
+                   TRY_CAST(rest[2] AS DOUBLE) AS ts, TRY_CAST(rest[1] AS DOUBLE) AS value,
+                   labels, contains(labels, '\\') AS escaped,
+                   CASE WHEN contains(labels, '\\') THEN {regex_map} END AS regex_map
+            FROM parts WHERE name IN ({", ".join(f"'{m}'" for m in METRICS)})
         )
-        SELECT ts, field, value, {labels} FROM labelled
+        SELECT ts, field, value, {columns} FROM labelled
         """,
-        params=[_SAMPLE_LINE, _LABEL_PAIR, _LABEL_PAIR],
+        params=[_LABEL_PAIR, _LABEL_PAIR],
     ).to_arrow_table()
 
 
