@@ -368,14 +368,19 @@ def ingest_billing_inventory(
     config: ConfigOption = None,
 ) -> None:
     """Derive the resource inventory from billing (for estates without cloud API access)."""
-    from finops.collectors.billing_inventory import inventory_from_billing
-
     ctx = _context(db, config)
+    _refresh_billing_inventory(ctx, days)
+
+
+def _refresh_billing_inventory(ctx: Context, days: int) -> None:
+    from finops.collectors.billing_inventory import inventory_from_billing
 
     def read() -> ResourceSnapshot:
         with ctx.warehouse.reader() as conn:
-            row = conn.execute('SELECT max("ChargePeriodEnd") FROM cost_resolved').fetchone()
-            until = row[0] if row and row[0] else datetime.now(UTC)
+            ((latest,),) = conn.execute(
+                'SELECT max("ChargePeriodEnd") FROM cost_resolved'
+            ).fetchall()
+            until = latest or datetime.now(UTC)
             return inventory_from_billing(
                 conn,
                 cluster_tag_keys=ctx.config.gpu.cluster_tag_keys,
@@ -578,10 +583,13 @@ def demo(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Generate the demo organisation's billing files, ingest them and print a summary."""
+    """Generate the demo organisation's billing and GPU metrics, ingest them, print a summary."""
     from finops import demo as demo_data
     from finops.analytics.chargeback import chargeback, parse_dimensions
+    from finops.analytics.gpu import GpuAttribution, gpu_usage
     from finops.collectors import focus
+    from finops.collectors.dcgm import read_openmetrics
+    from finops.collectors.nvidia_smi import read_nvidia_smi
     from finops.periods import parse_period
 
     ctx = _context(db, config)
@@ -601,6 +609,22 @@ def demo(
                 uri=location,
             )
         )
+    _refresh_billing_inventory(ctx, days=31 * months)
+    metrics = str(files.gpu_openmetrics_dir)
+    _print_gpu_ingest(
+        ctx.warehouse.ingest_gpu(
+            lambda: read_openmetrics(metrics), source="dcgm", collector="openmetrics", uri=metrics
+        )
+    )
+    logs = str(files.nvidia_smi_dir)
+    _print_gpu_ingest(
+        ctx.warehouse.ingest_gpu(
+            lambda: read_nvidia_smi(logs, time_zone=files.nvidia_smi_time_zone),
+            source="nvidia-smi",
+            collector="nvidia-smi",
+            uri=logs,
+        )
+    )
     quarter = _last_full_quarter(ctx, files.months[-1])
     dims = parse_dimensions("team", ctx.config.allocation, ctx.config.teams)
     with ctx.warehouse.reader() as conn:
@@ -616,6 +640,13 @@ def demo(
         OutputFormat.table,
         title=f"Spend by team, {quarter.label} ({ctx.config.allocation.cost_basis} cost)",
     )
+    last_month = ctx.period(f"{files.months[-1]:%Y-%m}")
+    attribution = GpuAttribution(
+        ctx.config.gpu.cluster_tag_keys, ctx.config.allocation, ctx.config.teams
+    )
+    with ctx.warehouse.reader() as conn:
+        fleet = gpu_usage(conn, last_month, "cluster", attribution)
+    emit(fleet, OutputFormat.table, title=f"GPU fleet by cluster, {last_month.label}")
     console.print(f"warehouse: {ctx.warehouse.path}; next: `finops app` to explore it")
 
 

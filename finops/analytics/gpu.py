@@ -43,6 +43,7 @@ UNMATCHED = "(unmatched)"
 GPU_INSTANCE_TYPES = r"^(p[0-9]|g[0-9]|a2-|a3-|g2-|ml\.(p|g)[0-9])"
 """Instance types that carry NVIDIA GPUs (AWS p/g families, GCP a2/a3/g2, SageMaker ml.p/ml.g)."""
 UNALLOCATED = "(unallocated)"
+NO_CLUSTER = "(no cluster)"
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def _gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, li
         attributed AS (
             SELECT p.*, p.node_cost / n.gpus AS gpu_cost,
                    coalesce(p.sample_cluster, r.cluster, {cluster_tag},
-                            CASE WHEN p.node_cost IS NULL THEN '{UNMATCHED}' END, '{UNALLOCATED}')
+                            CASE WHEN p.node_cost IS NULL THEN '{UNMATCHED}' END, '{NO_CLUSTER}')
                        AS cluster,
                    {tag_team} AS tag_team,
                    greatest(len(coalesce(p.namespaces, [])), 1) AS shares,

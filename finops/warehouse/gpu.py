@@ -109,6 +109,7 @@ def _apply(
     columns = ", ".join(
         f"CAST(d.{name} AS {sql_type}) AS {name}" for name, sql_type in GPU_SAMPLE_COLUMNS.items()
     )
+    conn.execute("SET preserve_insertion_order = false")  # lets big inserts stream
     conn.execute("BEGIN TRANSACTION")
     try:
         # A typed empty row set first, so columns the delivery lacks come out as nulls.
@@ -201,25 +202,31 @@ def _refresh_rollups(
         """,
         [source],
     )
-    conn.execute(
-        """
-        INSERT INTO gpu_hourly
-        SELECT date_trunc('hour', g.ts) AS hour, g.source, g.node, g.gpu_uuid, g.gpu_index,
-               any_value(g.model), any_value(g.resource_id), any_value(g.cluster),
-               list(DISTINCT g.namespace) FILTER (WHERE g.namespace IS NOT NULL),
-               count(*) AS samples,
-               avg(gpu_utilisation(g.gr_engine_active, g.gpu_util_pct)),
-               quantile_cont(gpu_utilisation(g.gr_engine_active, g.gpu_util_pct), 0.95),
-               max(gpu_utilisation(g.gr_engine_active, g.gpu_util_pct)),
-               avg(gpu_utilisation(g.gr_engine_active, g.gpu_util_pct)) < ?,
-               avg(g.mem_used_mib), max(g.mem_total_mib), avg(g.power_w)
-        FROM gpu_samples g
-        JOIN touched t ON g.node = t.node AND date_trunc('hour', g.ts) = t.hour
-        WHERE g.source = ?
-        GROUP BY ALL
-        """,
-        [idle_threshold_pct, source],
-    )
+    # One day at a time: an exact p95 holds every value of its group in memory, so a
+    # month of 1,000 GPUs at once would outgrow the warehouse's memory limit.
+    days = conn.execute(
+        "SELECT DISTINCT date_trunc('day', hour) FROM touched ORDER BY 1"
+    ).fetchall()
+    for (day,) in days:
+        conn.execute(
+            """
+            INSERT INTO gpu_hourly
+            SELECT date_trunc('hour', g.ts) AS hour, g.source, g.node, g.gpu_uuid, g.gpu_index,
+                   any_value(g.model), any_value(g.resource_id), any_value(g.cluster),
+                   list(DISTINCT g.namespace) FILTER (WHERE g.namespace IS NOT NULL),
+                   count(*) AS samples,
+                   avg(gpu_utilisation(g.gr_engine_active, g.gpu_util_pct)),
+                   quantile_cont(gpu_utilisation(g.gr_engine_active, g.gpu_util_pct), 0.95),
+                   max(gpu_utilisation(g.gr_engine_active, g.gpu_util_pct)),
+                   avg(gpu_utilisation(g.gr_engine_active, g.gpu_util_pct)) < ?,
+                   avg(g.mem_used_mib), max(g.mem_total_mib), avg(g.power_w)
+            FROM gpu_samples g
+            JOIN touched t ON g.node = t.node AND date_trunc('hour', g.ts) = t.hour
+            WHERE g.source = ? AND g.ts >= ? AND g.ts < ? + INTERVAL 1 DAY
+            GROUP BY ALL
+            """,
+            [idle_threshold_pct, source, day, day],
+        )
     row = conn.execute("SELECT count(*) FROM touched").fetchone()
     return int(row[0]) if row else 0
 
