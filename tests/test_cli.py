@@ -252,6 +252,41 @@ def test_demo_ingests_everything_it_generated_with_the_restatement_applied(tmp_p
         ).fetchone()
     assert held == (expected, ["aws-focus", "gcp-focus"])
 
+    # Every demo GPU-hour is attributed to a billed instance, a cluster and a team.
+    from finops import demo as demo_data
+    from finops.analytics.gpu import GpuAttribution, gpu_usage
+    from finops.config import load_config
+    from finops.periods import parse_period
+    from finops.warehouse import Warehouse
+
+    config = load_config(tmp_path)
+    attribution = GpuAttribution(config.gpu.cluster_tag_keys, config.allocation, config.teams)
+    september = parse_period("2026-09")
+    with Warehouse(tmp_path / ".finops" / "warehouse.duckdb").reader() as conn:
+        by_cluster = {
+            r["cluster"]: r for r in gpu_usage(conn, september, "cluster", attribution).to_pylist()
+        }
+        by_team = {
+            r["team"]: r for r in gpu_usage(conn, september, "team", attribution).to_pylist()
+        }
+        # An always-on inference cluster reports every hour, so a day's GPU cost is that
+        # day's billed usage of its nodes, computed here straight from the cost rows.
+        ((day_cost,),) = conn.execute(
+            """
+            SELECT sum("EffectiveCost") FROM cost_resolved
+            WHERE "Tags"['cluster'] = 'recs-serving' AND "ChargeCategory" = 'Usage'
+              AND "ChargePeriodStart" = '2026-09-15' AND "x_InstanceType" IS NOT NULL
+            """
+        ).fetchall()
+        day = gpu_usage(conn, parse_period("2026-09-15..2026-09-15"), "cluster", attribution)
+    assert "(unmatched)" not in by_cluster
+    assert "(unmatched)" not in by_team
+    recs_day = {r["cluster"]: r for r in day.to_pylist()}["recs-serving"]
+    assert recs_day["cost"] == pytest.approx(float(day_cost), abs=0.01)
+    for cluster in demo_data.IDLE_CLUSTERS:
+        assert by_cluster[cluster]["idle_pct"] > 40, cluster
+    assert by_cluster["recs-serving"]["idle_pct"] < 5
+
 
 @pytest.mark.slow
 def test_app_command_serves_the_packaged_app(deployment: Path) -> None:

@@ -189,6 +189,7 @@ def unmatched_gpu_instances(
                any_value("ProviderName") AS provider, round(sum("EffectiveCost"), 2) AS cost
         FROM cost_resolved
         WHERE "ChargeCategory" = 'Usage' AND "ResourceId" IS NOT NULL
+          AND "CommitmentDiscountStatus" IS DISTINCT FROM 'Unused'
           AND regexp_matches(coalesce("x_InstanceType", ''), ?)
           AND "ChargePeriodEnd" > ? AND "ChargePeriodStart" < ?
           AND "ResourceId" NOT IN (
