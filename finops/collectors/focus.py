@@ -34,6 +34,7 @@ import duckdb
 import pycountry
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
+from finops.collectors.problems import refuse
 from finops.errors import IngestError
 from finops.warehouse import CostDelivery, PeriodStats
 from finops.warehouse.schema import (
@@ -46,7 +47,6 @@ from finops.warehouse.schema import (
 )
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz")
-MAX_PROBLEMS_SHOWN = 20
 VALIDATION_MEMORY_LIMIT = "1GB"
 _FOCUS_LOWER = {name.lower(): name for name in COLUMNS_BY_NAME if not name.startswith("x_")}
 _CURRENCIES = tuple(sorted(c.alpha_3 for c in pycountry.currencies))
@@ -490,15 +490,7 @@ def _validate(
             for (filename, index), count in sorted(per_file_problems.items())
         ]
     if problems:
-        shown = "\n  ".join(problems[:MAX_PROBLEMS_SHOWN])
-        more = (
-            f"\n  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more"
-            if len(problems) > MAX_PROBLEMS_SHOWN
-            else ""
-        )
-        raise IngestError(
-            f"{local.uri}: {len(problems)} problem(s); nothing was ingested\n  {shown}{more}"
-        )
+        raise refuse(local.uri, problems)
     periods = tuple(
         PeriodStats(
             start,

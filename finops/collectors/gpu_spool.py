@@ -22,13 +22,13 @@ from pathlib import Path
 import duckdb
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
+from finops.collectors.problems import refuse
 from finops.errors import IngestError
 from finops.warehouse import GpuDelivery
 from finops.warehouse.schema import GPU_SAMPLE_COLUMNS
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 SOURCE = "gpu-spool"
-MAX_PROBLEMS_SHOWN = 20
 VALIDATION_MEMORY_LIMIT = "1GB"
 _SHOWN_VALUE_CHARS = 60
 _RATIOS = ("gr_engine_active", "sm_active", "tensor_active")
@@ -243,15 +243,7 @@ def _validate(conn: duckdb.DuckDBPyConnection, local: LocalFiles, formats: list[
                 if count
             ]
     if problems:
-        shown = "\n  ".join(text for _, _, text in sorted(problems)[:MAX_PROBLEMS_SHOWN])
-        more = (
-            f"\n  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more"
-            if len(problems) > MAX_PROBLEMS_SHOWN
-            else ""
-        )
-        raise IngestError(
-            f"{local.uri}: {len(problems)} problem(s); nothing was ingested\n  {shown}{more}"
-        )
+        raise refuse(local.uri, [text for _, _, text in sorted(problems)])
 
 
 def _locate(

@@ -47,11 +47,11 @@ import duckdb
 import pyarrow as pa
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
+from finops.collectors.problems import refuse
 from finops.errors import IngestError
 from finops.warehouse import GpuDelivery
 
 SUFFIXES = (".csv", ".csv.gz", ".log", ".txt")
-MAX_PROBLEMS_SHOWN = 20
 PARSE_MEMORY_LIMIT = "1GB"
 SAMPLES_TABLE = "nvidia_smi_samples"
 """The name the delivery's Arrow table is registered under in the warehouse."""
@@ -445,12 +445,7 @@ def _validate(
         if counts[len(_FIELDS) + 2]:
             cut_off.append(layout.name)
     if problems:
-        shown = "\n  ".join(problems[:MAX_PROBLEMS_SHOWN])
-        more = len(problems) - MAX_PROBLEMS_SHOWN
-        tail = f"\n  ... and {more} more" if more > 0 else ""
-        raise IngestError(
-            f"{local.uri}: {len(problems)} problem(s); nothing was ingested\n  {shown}{tail}"
-        )
+        raise refuse(local.uri, problems)
     notes = [
         f"{name}: {count} placeholder value(s) such as [N/A] read as null"
         for name, count in placeholders.items()

@@ -20,7 +20,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from finops.errors import FinopsError, IngestError, WarehouseError
+from finops.errors import FinopsError, IngestError
+from finops.warehouse.runs import record_failure
 from finops.warehouse.schema import GPU_SAMPLE_COLUMNS
 
 
@@ -72,22 +73,13 @@ def run_gpu_ingest(
                 conn, delivery, run_id, source, collector, idle_threshold_pct, started, clock
             )
     except FinopsError as exc:
-        try:
-            with connect() as conn:
-                _record(
-                    conn,
-                    run_id,
-                    source,
-                    collector,
-                    uri,
-                    delivery,
-                    started,
-                    "failed",
-                    None,
-                    str(exc),
-                )
-        except WarehouseError:
-            pass  # the file itself is unavailable: there is nowhere to record the failure
+        failed, error = delivery, str(exc)
+        record_failure(
+            connect,
+            lambda conn: _record(
+                conn, run_id, source, collector, uri, failed, started, "failed", None, error
+            ),
+        )
         raise
     finally:
         if delivery is not None and delivery.cleanup is not None:

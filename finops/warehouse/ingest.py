@@ -20,7 +20,8 @@ from pathlib import Path
 
 import duckdb
 
-from finops.errors import FinopsError, IngestError, PartialDeliveryError, WarehouseError
+from finops.errors import FinopsError, IngestError, PartialDeliveryError
+from finops.warehouse.runs import record_failure
 from finops.warehouse.schema import COLUMNS_BY_NAME
 
 
@@ -115,21 +116,13 @@ def run_ingest(
                 conn, delivery, run_id, source, collector, force, source_priority, started, clock
             )
     except FinopsError as exc:
-        try:
-            with connect() as conn:
-                _record_run(
-                    conn,
-                    run_id,
-                    source,
-                    collector,
-                    uri,
-                    delivery,
-                    started,
-                    "failed",
-                    error=str(exc),
-                )
-        except WarehouseError:
-            pass  # the file itself is unavailable: there is nowhere to record the failure
+        failed, error = delivery, str(exc)
+        record_failure(
+            connect,
+            lambda conn: _record_run(
+                conn, run_id, source, collector, uri, failed, started, "failed", error=error
+            ),
+        )
         raise
     finally:
         if delivery is not None and delivery.cleanup is not None:

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 
-from finops.errors import FinopsError, IngestError, WarehouseError
+from finops.errors import FinopsError, IngestError
+from finops.warehouse.runs import record_failure
 from finops.warehouse.schema import RESOURCE_COLUMNS
 
 
@@ -79,11 +80,13 @@ def run_inventory_refresh(
             finally:
                 conn.unregister("snapshot")
     except FinopsError as exc:
-        try:
-            with connect() as conn:
-                _record(conn, run_id, source, collector, uri, started, "failed", None, str(exc), [])
-        except WarehouseError:
-            pass  # the file itself is unavailable: there is nowhere to record the failure
+        error = str(exc)
+        record_failure(
+            connect,
+            lambda conn: _record(
+                conn, run_id, source, collector, uri, started, "failed", None, error, []
+            ),
+        )
         raise
     return InventoryResult(
         run_id, source, resources, new, time.perf_counter() - clock, tuple(snapshot.notes)
