@@ -394,6 +394,40 @@ def _refresh_billing_inventory(ctx: Context, days: int) -> None:
     console.print(f"[bold]billing[/]: {result.resources:,} resources ({result.new:,} new)")
 
 
+@ingest_app.command("aws-ce")
+def ingest_aws_ce(
+    start: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default: the 1st of two months ago).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Day after the last, YYYY-MM-DD (default: today).")
+    ] = None,
+    tag_key: Annotated[
+        str | None, typer.Option(help="Tag to group by (default: allocation.tag_key).")
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source name.")] = "aws-ce",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest daily costs by tag and service from AWS Cost Explorer (for accounts without a CUR)."""
+    from finops.collectors.aws_ce import read_cost_explorer
+    from finops.periods import add_months
+
+    ctx = _context(db, config)
+    today = datetime.now(UTC).date()
+    first = date.fromisoformat(start) if start else add_months(today.replace(day=1), -2)
+    last = date.fromisoformat(end) if end else today
+    key = tag_key or ctx.config.allocation.tag_key
+    _print_ingest(
+        ctx.warehouse.ingest_cost(
+            lambda: read_cost_explorer(start=first, end=last, tag_key=key),
+            source=source,
+            collector="aws-ce",
+            uri=f"aws-ce:{first}..{last}",
+        )
+    )
+
+
 @ingest_app.command("aws-inventory")
 def ingest_aws_inventory(
     region: Annotated[
