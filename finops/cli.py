@@ -415,8 +415,11 @@ def ingest_aws_ce(
 
     ctx = _context(db, config)
     today = datetime.now(UTC).date()
-    first = date.fromisoformat(start) if start else add_months(today.replace(day=1), -2)
-    last = date.fromisoformat(end) if end else today
+    try:
+        first = date.fromisoformat(start) if start else add_months(today.replace(day=1), -2)
+        last = date.fromisoformat(end) if end else today
+    except ValueError as exc:
+        raise FinopsError(f"--start/--end: {exc} (use YYYY-MM-DD)") from None
     key = tag_key or ctx.config.allocation.tag_key
     _print_ingest(
         ctx.warehouse.ingest_cost(
