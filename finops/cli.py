@@ -553,6 +553,47 @@ def chargeback_command(
     emit(table, fmt, title=f"Charge-back {chosen.label} ({basis} cost)", footer=footer)
 
 
+prices_app = typer.Typer(help="Hourly prices used to price savings.", no_args_is_help=True)
+app.add_typer(prices_app, name="prices")
+
+
+@prices_app.command("refresh")
+def prices_refresh(
+    days: Annotated[int, typer.Option(help="Billing days to derive observed prices from.")] = 30,
+    aws_spot_region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--aws-spot-region",
+            help="Also fetch EC2 spot prices for the instance types billed there.",
+        ),
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Store prices per instance type, region and purchase option (billing; EC2 spot)."""
+    from finops.collectors.prices import aws_spot_prices, observed_prices
+
+    ctx = _context(db, config)
+    with ctx.warehouse.reader() as conn:
+        ((until,),) = conn.execute('SELECT max("ChargePeriodEnd") FROM cost_resolved').fetchall()
+        until = until or datetime.now(UTC)
+        observed = observed_prices(
+            conn, since=until - timedelta(days=days), until=until, as_of=until.date()
+        )
+        types = conn.execute(
+            """SELECT DISTINCT "x_InstanceType" FROM cost_resolved
+               WHERE "ProviderName" = 'AWS' AND "x_InstanceType" IS NOT NULL
+                 AND "x_InstanceType" NOT LIKE 'ml.%'"""
+        ).fetchall()
+    stored = ctx.warehouse.store_prices(observed)
+    console.print(f"[bold]billing[/]: {stored:,} observed prices as of {observed.as_of}")
+    if aws_spot_region:
+        spot = aws_spot_prices(
+            regions=aws_spot_region, instance_types=[t for (t,) in types], now=datetime.now(UTC)
+        )
+        console.print(f"[bold]aws-spot[/]: {ctx.warehouse.store_prices(spot):,} spot prices")
+
+
 @app.command("gpu")
 def gpu_command(
     period: PeriodOption,

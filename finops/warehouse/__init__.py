@@ -18,6 +18,7 @@ from finops.warehouse.connection import connect
 from finops.warehouse.gpu import GpuDelivery, GpuIngestResult, run_gpu_ingest
 from finops.warehouse.ingest import CostDelivery, IngestResult, Overlap, PeriodStats, run_ingest
 from finops.warehouse.inventory import InventoryResult, ResourceSnapshot, run_inventory_refresh
+from finops.warehouse.prices import PriceList, store_prices
 
 __all__ = [
     "CostDelivery",
@@ -27,6 +28,7 @@ __all__ = [
     "InventoryResult",
     "Overlap",
     "PeriodStats",
+    "PriceList",
     "ResourceSnapshot",
     "Warehouse",
 ]
@@ -120,6 +122,10 @@ class Warehouse:
         return run_inventory_refresh(
             self._writer_factory, read, source=source, collector=collector, uri=uri
         )
+
+    def store_prices(self, prices: PriceList) -> int:
+        """Replace a source's prices of one day."""
+        return store_prices(self._writer_factory, prices)
 
     def query(self, sql: str, params: list[object] | None = None) -> pa.Table:
         """Run one read-only query and return its result as an Arrow table."""

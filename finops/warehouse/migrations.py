@@ -121,6 +121,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "\n    PRIMARY KEY (source, resource_id)\n)",
         ),
     ),
+    Migration(
+        4,
+        "Hourly prices per instance type, region and purchase option",
+        (
+            """
+            CREATE TABLE prices (
+                provider VARCHAR NOT NULL,
+                region VARCHAR NOT NULL,
+                instance_type VARCHAR NOT NULL,
+                purchase_option VARCHAR NOT NULL,
+                hourly_price DECIMAL(38,10) NOT NULL,
+                currency VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                as_of DATE NOT NULL,
+                details JSON,
+                PRIMARY KEY (source, as_of, provider, region, instance_type, purchase_option)
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
