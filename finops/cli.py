@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,9 +30,15 @@ from finops.errors import FinopsError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from finops.config import Config
+    from finops.config import Config, SourceManifest
     from finops.periods import Period
-    from finops.warehouse import GpuIngestResult, IngestResult, ResourceSnapshot, Warehouse
+    from finops.warehouse import (
+        GpuDelivery,
+        GpuIngestResult,
+        IngestResult,
+        ResourceSnapshot,
+        Warehouse,
+    )
 
 # Heavy modules (DuckDB, Arrow, pydantic) are imported inside the commands that use them,
 # so `finops --help` is quick and `finops agent gpu` runs on a GPU host's minimal install.
@@ -372,7 +382,7 @@ def ingest_billing_inventory(
     _refresh_billing_inventory(ctx, days)
 
 
-def _refresh_billing_inventory(ctx: Context, days: int) -> None:
+def _refresh_billing_inventory(ctx: Context, days: int) -> int:
     from finops.collectors.billing_inventory import inventory_from_billing
 
     def read() -> ResourceSnapshot:
@@ -392,6 +402,7 @@ def _refresh_billing_inventory(ctx: Context, days: int) -> None:
         read, source="billing", collector="billing-inventory", uri="cost_resolved"
     )
     console.print(f"[bold]billing[/]: {result.resources:,} resources ({result.new:,} new)")
+    return result.resources
 
 
 @ingest_app.command("aws-ce")
@@ -480,6 +491,146 @@ def agent_gpu(
         out, parse_interval(interval), rotate_minutes=rotate_minutes, max_samples=count, node=node
     )
     console.print(f"wrote {rounds} reading(s) of every GPU to {out}")
+
+
+@app.command()
+def collect(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run just this source (repeatable).")
+    ] = None,
+    collectors_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of source manifests (default: collectors/ beside finops.yaml)."),
+    ] = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run every source declared in collectors/*.yaml; report rows, totals, time and status."""
+    import time
+
+    import pyarrow as pa
+
+    from finops.config import load_sources
+
+    ctx = _context(db, config)
+    sources = [s for s in load_sources(ctx.config, collectors_dir) if s.enabled]
+    if only:
+        unknown = sorted(set(only) - {s.name for s in sources})
+        if unknown:
+            raise FinopsError(
+                f"--only {', '.join(unknown)}: no such enabled source in the manifests"
+            )
+        sources = [s for s in sources if s.name in only]
+    report = []
+    for source in sources:
+        started = time.perf_counter()
+        try:
+            with _aws_profile(source.aws_profile):
+                rows, billed = _collect_one(ctx, source)
+            status, error = "success", None
+        except FinopsError as exc:
+            rows, billed, status, error = None, None, "failed", str(exc).splitlines()[0]
+        report.append(
+            {
+                "source": source.name,
+                "kind": source.kind,
+                "status": status,
+                "rows": rows,
+                "billed_cost": billed,
+                "seconds": round(time.perf_counter() - started, 2),
+                "error": error,
+            }
+        )
+    emit(pa.Table.from_pylist(report), fmt, title="Collected")
+    if any(r["status"] == "failed" for r in report):
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _aws_profile(profile: str | None) -> Iterator[None]:
+    """Use a named AWS profile for one source only (boto3 reads AWS_PROFILE)."""
+    if profile is None:
+        yield
+        return
+    previous = os.environ.get("AWS_PROFILE")
+    os.environ["AWS_PROFILE"] = profile
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_PROFILE", None)
+        else:
+            os.environ["AWS_PROFILE"] = previous
+
+
+def _collect_one(ctx: Context, source: SourceManifest) -> tuple[int, Decimal | None]:
+    """Run one declared source through its collector; return rows and billed cost."""
+    location = source.uri or ""
+    if location and "://" not in location and not Path(location).is_absolute():
+        location = str(ctx.config.base_dir / location)
+    wh, name, kind = ctx.warehouse, source.name, source.kind
+    if kind == "focus":
+        from finops.collectors.focus import read_focus
+
+        result = wh.ingest_cost(
+            lambda: read_focus(location), source=name, collector=kind, uri=location
+        )
+        return result.rows, result.billed_cost
+    if kind == "aws-ce":
+        from finops.collectors.aws_ce import read_cost_explorer
+        from finops.periods import add_months
+
+        today = datetime.now(UTC).date()
+        first = add_months(today.replace(day=1), -2)
+        key = source.tag_key or ctx.config.allocation.tag_key
+        result = wh.ingest_cost(
+            lambda: read_cost_explorer(start=first, end=today, tag_key=key),
+            source=name,
+            collector=kind,
+            uri=f"aws-ce:{first}..{today}",
+        )
+        return result.rows, result.billed_cost
+    if kind in ("aws-inventory", "billing-inventory"):
+        if kind == "billing-inventory":
+            return _refresh_billing_inventory(ctx, days=30), None
+        from finops.collectors.aws_inventory import read_aws_inventory
+
+        inventory = wh.refresh_inventory(
+            lambda: read_aws_inventory(regions=list(source.regions) or None, now=datetime.now(UTC)),
+            source=name,
+            collector=kind,
+            uri="aws",
+        )
+        return inventory.resources, None
+    return _collect_gpu(ctx, source, location).rows, None
+
+
+def _collect_gpu(ctx: Context, source: SourceManifest, location: str) -> GpuIngestResult:
+    name, kind = source.name, source.kind
+    if kind == "dcgm":
+        from finops.collectors.dcgm import scrape_dcgm
+
+        read: Callable[[], GpuDelivery] = partial(scrape_dcgm, location)
+    elif kind == "openmetrics":
+        from finops.collectors.dcgm import read_openmetrics
+
+        read = partial(read_openmetrics, location)
+    elif kind == "nvidia-smi":
+        from finops.collectors.nvidia_smi import read_nvidia_smi
+
+        read = partial(read_nvidia_smi, location, time_zone=source.time_zone or "UTC")
+    elif kind == "gpu-spool":
+        from finops.collectors.gpu_spool import read_gpu_spool
+
+        read = partial(read_gpu_spool, location)
+    else:
+        from finops.collectors.prometheus import parse_since, read_prometheus
+
+        now = datetime.now(UTC)
+        start = now - parse_since(source.since or "1d")
+        read = partial(read_prometheus, location, start=start, end=now, selector=source.selector)
+    return ctx.warehouse.ingest_gpu(read, source=name, collector=kind, uri=location)
 
 
 @app.command()
@@ -687,6 +838,11 @@ def demo(
                 uri=location,
             )
         )
+    # As a provider's re-delivery does, the restated month now replaces the original files,
+    # so the folder the manifests point at holds the latest delivery of every month.
+    month_dir = files.aws_dir / files.restated_dir.name
+    shutil.rmtree(month_dir)
+    shutil.copytree(files.restated_dir, month_dir)
     _refresh_billing_inventory(ctx, days=31 * months)
     metrics = str(files.gpu_openmetrics_dir)
     _print_gpu_ingest(

@@ -10,6 +10,7 @@ to the folder that holds it. Errors name the file and the key.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -192,3 +193,68 @@ def resolve_db_path(config: Config, db_flag: Path | None = None) -> Path:
         return Path(os.environ["FINOPS_DB"])
     path = config.warehouse.path
     return path if path.is_absolute() else config.base_dir / path
+
+
+SourceKind = Literal[
+    "focus",
+    "aws-ce",
+    "aws-inventory",
+    "billing-inventory",
+    "dcgm",
+    "openmetrics",
+    "prometheus",
+    "nvidia-smi",
+    "gpu-spool",
+]
+
+
+class SourceManifest(_Section):
+    """One data source of this deployment (an entry of collectors/*.yaml)."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    """The source name: the slice of the warehouse this source owns."""
+    kind: SourceKind
+    uri: str | None = None
+    """Path, glob, s3:// URI or URL; relative paths are relative to finops.yaml's folder."""
+    schedule: str | None = None
+    """When the scheduler refreshes it: a cron expression in finops.yaml's time zone."""
+    enabled: bool = True
+    aws_profile: str | None = None
+    """A named AWS profile (credentials stay in the SDK's own files, never here)."""
+    time_zone: str | None = None
+    """nvidia-smi: the hosts' clock."""
+    since: str | None = None
+    """prometheus: how far the first run goes back (30d)."""
+    selector: str = ""
+    regions: tuple[str, ...] = ()
+    tag_key: str | None = None
+
+    @field_validator("uri", "aws_profile")
+    @classmethod
+    def _expand_environment(cls, value: str | None) -> str | None:
+        """`${NAME}` takes the environment's value, so deployments keep secrets out of files."""
+        if value is None:
+            return None
+        missing = [name for name in re.findall(r"\$\{(\w+)\}", value) if name not in os.environ]
+        if missing:
+            raise ValueError(f"environment variable(s) {', '.join(missing)} not set")
+        return re.sub(r"\$\{(\w+)\}", lambda m: os.environ[m.group(1)], value)
+
+
+class SourcesFile(_Section):
+    sources: tuple[SourceManifest, ...] = ()
+
+
+def load_sources(config: Config, folder: Path | None = None) -> list[SourceManifest]:
+    """Every source declared in collectors/*.yaml, validated; names must be unique."""
+    directory = folder or config.base_dir / "collectors"
+    declared: dict[str, tuple[SourceManifest, Path]] = {}
+    for path in sorted(directory.glob("*.y*ml")):
+        parsed: SourcesFile = validate(SourcesFile, read_yaml_mapping(path), path)
+        for source in parsed.sources:
+            if source.name in declared:
+                raise ConfigError(
+                    f"{path}: source {source.name!r} is also declared in {declared[source.name][1]}"
+                )
+            declared[source.name] = (source, path)
+    return [source for source, _ in declared.values()]

@@ -323,3 +323,29 @@ def test_app_command_serves_the_packaged_app(deployment: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_collect_runs_every_declared_source_and_reports_each(deployment: Path) -> None:
+    (deployment / "collectors").mkdir()
+    (deployment / "collectors" / "sources.yaml").write_text(
+        "sources:\n"
+        "  - {name: may, kind: focus, uri: bills/2026-05}\n"
+        "  - {name: june, kind: focus, uri: bills/2026-06}\n"
+        "  - {name: broken, kind: focus, uri: bills/2027-01}\n"
+        "  - {name: paused, kind: focus, uri: nowhere, enabled: false}\n"
+    )
+    result = finops("collect", "-f", "json", cwd=deployment, ok=False)
+    assert result.returncode == 1  # one source failed
+    report = {r["source"]: r for r in json.loads(result.stdout)}
+    assert set(report) == {"may", "june", "broken"}
+    assert (report["may"]["status"], report["may"]["rows"], report["may"]["billed_cost"]) == (
+        "success",
+        5,
+        175.01,
+    )
+    assert (report["june"]["status"], report["june"]["billed_cost"]) == ("success", 200.99)
+    assert report["broken"]["status"] == "failed"
+    assert "no such file or directory" in report["broken"]["error"]
+
+    only = json.loads(finops("collect", "--only", "may", "-f", "json", cwd=deployment).stdout)
+    assert [(r["source"], r["status"]) for r in only] == [("may", "success")]

@@ -89,3 +89,48 @@ def test_config_folder_from_environment(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("FINOPS_CONFIG", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_config()
+
+
+def test_source_manifests_are_validated_with_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finops.config import load_sources
+
+    folder = write(tmp_path, "")
+    manifests = folder / "collectors"
+    manifests.mkdir()
+    (manifests / "a.yaml").write_text(
+        "sources:\n  - {name: aws, kind: focus, uri: x, schedul: daily}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"a\.yaml: 1 invalid setting\(s\)\n  sources\.0\.schedul: unknown key"
+    ):
+        load_sources(load_config(folder))
+
+    (manifests / "a.yaml").write_text("sources:\n  - {name: aws, kind: cur-1, uri: x}\n")
+    with pytest.raises(ConfigError, match=r"sources\.0\.kind: Input should be 'focus'"):
+        load_sources(load_config(folder))
+
+    (manifests / "a.yaml").write_text(
+        "sources:\n  - {name: aws, kind: focus, uri: 's3://${BILLING_BUCKET}/focus'}\n"
+    )
+    monkeypatch.delenv("BILLING_BUCKET", raising=False)
+    with pytest.raises(
+        ConfigError,
+        match=r"sources\.0\.uri: Value error, environment variable\(s\) BILLING_BUCKET not set",
+    ):
+        load_sources(load_config(folder))
+    monkeypatch.setenv("BILLING_BUCKET", "acme-billing")
+    (source,) = load_sources(load_config(folder))
+    assert source.uri == "s3://acme-billing/focus"
+
+    (manifests / "b.yaml").write_text("sources:\n  - {name: aws, kind: openmetrics, uri: y}\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml: source 'aws' is also declared in .*a\.yaml"):
+        load_sources(load_config(folder))
+
+
+def test_repository_ships_valid_demo_manifests() -> None:
+    from finops.config import load_sources
+
+    names = [s.name for s in load_sources(load_config(REPO))]
+    assert names == ["aws-focus", "gcp-focus", "billing", "dcgm", "nvidia-smi"]
