@@ -405,6 +405,75 @@ def _refresh_billing_inventory(ctx: Context, days: int) -> int:
     return result.resources
 
 
+@ingest_app.command("aws-cur")
+def ingest_aws_cur(
+    location: Annotated[
+        str, typer.Argument(help="s3://bucket/prefix (or a local copy) of CUR 2.0 or legacy CUR.")
+    ],
+    export_name: Annotated[
+        str | None,
+        typer.Option("--export-name", help="The export to read if the prefix holds several."),
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name (default: the export name, else aws-cur).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Accept a delivery covering fewer days than the data it replaces.")
+    ] = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest AWS Cost and Usage Reports (CUR 2.0 or legacy; Parquet or CSV.gz) by manifest."""
+    from finops.collectors import aws_cur
+
+    ctx = _context(db, config)
+    _print_ingest(
+        ctx.warehouse.ingest_cost(
+            lambda: aws_cur.read_cur(location, export_name=export_name),
+            source=source or aws_cur.default_source(location, export_name),
+            collector="aws-cur",
+            uri=location,
+            force=force,
+        )
+    )
+
+
+@ingest_app.command("gcp-billing")
+def ingest_gcp_billing(
+    location: Annotated[
+        str | None, typer.Argument(help="Exported files: a Parquet/NDJSON file, folder or glob.")
+    ] = None,
+    table: Annotated[
+        str | None, typer.Option(help="The billing export table, PROJECT.DATASET.TABLE.")
+    ] = None,
+    month: Annotated[
+        list[str] | None,
+        typer.Option(help="Invoice month YYYYMM to read (repeatable; default: all in the table)."),
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source name.")] = "gcp-billing",
+    force: Annotated[
+        bool, typer.Option(help="Accept a delivery covering fewer days than the data it replaces.")
+    ] = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest Google Cloud Billing's export (BigQuery table or files), replacing its invoice months."""
+    from finops.collectors import gcp_billing
+
+    if (location is None) == (table is None):
+        raise FinopsError("give either PATH or --table PROJECT.DATASET.TABLE")
+    ctx = _context(db, config)
+    if table:
+        read = partial(gcp_billing.read_gcp_export_table, table, months=month or None)
+    else:
+        read = partial(gcp_billing.read_gcp_export_files, location)
+    _print_ingest(
+        ctx.warehouse.ingest_cost(
+            read, source=source, collector="gcp-billing", uri=table or location or "", force=force
+        )
+    )
+
+
 @ingest_app.command("aws-ce")
 def ingest_aws_ce(
     start: Annotated[
