@@ -90,17 +90,17 @@ from pathlib import Path, PurePosixPath
 
 import duckdb
 
-from finops.collectors.focus import (
-    VALIDATION_MEMORY_LIMIT,
-    _by_layout,
-    _Check,
-    _clean,
-    _Group,
-    _Layout,
-    _sql_string,
-    _validate,
-)
 from finops.collectors.locations import LocalFiles, checksum, resolve, split_s3_uri
+from finops.collectors.scan import (
+    VALIDATION_MEMORY_LIMIT,
+    Check,
+    FileGroup,
+    Layout,
+    clean,
+    group_by_layout,
+    sql_string,
+    validate_groups,
+)
 from finops.errors import IngestError
 from finops.warehouse import CostDelivery
 
@@ -191,8 +191,10 @@ def read_cur(location: str, *, export_name: str | None = None) -> CostDelivery:
         conn = duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT})
         try:
             conn.execute("SET TimeZone = 'UTC'")
-            groups = [_plan_group(data, layout, files) for layout, files in _by_layout(conn, data)]
-            periods, notes = _validate(conn, data, groups)
+            groups = [
+                _plan_group(data, layout, files) for layout, files in group_by_layout(conn, data)
+            ]
+            periods, notes = validate_groups(conn, data, groups)
         finally:
             conn.close()
         delivered = LocalFiles(
@@ -412,7 +414,7 @@ def tag_key(header: str) -> str | None:
 class _Plan:
     """Builds one group's FOCUS expressions and checks from the file's raw columns."""
 
-    def __init__(self, group: _Group, columns: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, group: FileGroup, columns: dict[str, tuple[str, str]]) -> None:
         self.group = group
         self.columns = columns
         """CUR 2.0 name -> (header as in the file, DuckDB type)."""
@@ -422,7 +424,7 @@ class _Plan:
 
     def raw(self, name: str) -> str:
         header, raw_type = self.columns[name]
-        return _clean(header, raw_type, self.group.fmt)
+        return clean(header, raw_type, self.group.fmt)
 
     def text(self, name: str) -> str:
         if name not in self.columns:
@@ -467,11 +469,11 @@ class _Plan:
 
     def check(self, name: str, raw_sql: str, bad_sql: str, problem: str) -> None:
         header = self.columns[name][0] if name in self.columns else name
-        self.group.checks.append(_Check(header, raw_sql, bad_sql, problem))
+        self.group.checks.append(Check(header, raw_sql, bad_sql, problem))
 
 
-def _plan_group(local: LocalFiles, layout: _Layout, files: tuple[Path, ...]) -> _Group:
-    group = _Group(layout, files)
+def _plan_group(local: LocalFiles, layout: Layout, files: tuple[Path, ...]) -> FileGroup:
+    group = FileGroup(layout, files)
     columns: dict[str, tuple[str, str]] = {}
     tag_columns: list[tuple[str, str, str]] = []
     for header, raw_type in group.layout.columns:
@@ -499,11 +501,11 @@ def _plan_group(local: LocalFiles, layout: _Layout, files: tuple[Path, ...]) -> 
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
-    return ", ".join(_sql_string(v) for v in values)
+    return ", ".join(sql_string(v) for v in values)
 
 
 def _case(value: str, mapping: dict[str, str], default: str = "NULL") -> str:
-    whens = " ".join(f"WHEN {_sql_string(k)} THEN {_sql_string(v)}" for k, v in mapping.items())
+    whens = " ".join(f"WHEN {sql_string(k)} THEN {sql_string(v)}" for k, v in mapping.items())
     return f"(CASE {value} {whens} ELSE {default} END)"
 
 
@@ -684,8 +686,8 @@ def _tags(plan: _Plan, tag_columns: list[tuple[str, str, str]]) -> str:
         )
     if tag_columns:
         entries = ", ".join(
-            f"{{'key': {_sql_string(key)}, "
-            f"'value': CAST({_clean(header, raw_type, plan.group.fmt)} AS VARCHAR)}}"
+            f"{{'key': {sql_string(key)}, "
+            f"'value': CAST({clean(header, raw_type, plan.group.fmt)} AS VARCHAR)}}"
             for key, header, raw_type in tag_columns
         )
         maps.append(f"map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL))")

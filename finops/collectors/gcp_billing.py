@@ -66,6 +66,7 @@ import duckdb
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
 from finops.collectors.problems import refuse
+from finops.collectors.scan import VALIDATION_MEMORY_LIMIT
 from finops.errors import IngestError
 from finops.warehouse import CostDelivery, PeriodStats
 from finops.warehouse.schema import COLUMNS_BY_NAME, MONEY
@@ -75,7 +76,6 @@ if TYPE_CHECKING:
 
 SUFFIXES = (".parquet", ".json", ".jsonl", ".json.gz", ".jsonl.gz")
 PROVIDER = "Google Cloud"
-VALIDATION_MEMORY_LIMIT = "1GB"
 
 SERVICE_CATEGORIES: dict[str, str] = {
     "Compute Engine": "Compute",

@@ -23,13 +23,13 @@ import duckdb
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
 from finops.collectors.problems import refuse
+from finops.collectors.scan import VALIDATION_MEMORY_LIMIT
 from finops.errors import IngestError
 from finops.warehouse import GpuDelivery
 from finops.warehouse.schema import GPU_SAMPLE_COLUMNS
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 SOURCE = "gpu-spool"
-VALIDATION_MEMORY_LIMIT = "1GB"
 _SHOWN_VALUE_CHARS = 60
 _RATIOS = ("gr_engine_active", "sm_active", "tensor_active")
 _NON_NEGATIVE = ("mem_used_mib", "mem_total_mib", "power_w")
