@@ -832,11 +832,7 @@ def gpu_command(
 
     ctx = _context(db, config)
     chosen = ctx.period(period)
-    attribution = GpuAttribution(
-        cluster_tag_keys=ctx.config.gpu.cluster_tag_keys,
-        allocation=ctx.config.allocation,
-        teams=ctx.config.teams,
-    )
+    attribution = GpuAttribution.from_config(ctx.config)
     with ctx.warehouse.reader() as conn:
         table = gpu_usage(conn, chosen, by, attribution)
         silent = unmatched_gpu_instances(conn, chosen, attribution) if unmatched else None
@@ -944,9 +940,7 @@ def demo(
         title=f"Spend by team, {quarter.label} ({ctx.config.allocation.cost_basis} cost)",
     )
     last_month = ctx.period(f"{files.months[-1]:%Y-%m}")
-    attribution = GpuAttribution(
-        ctx.config.gpu.cluster_tag_keys, ctx.config.allocation, ctx.config.teams
-    )
+    attribution = GpuAttribution.from_config(ctx.config)
     with ctx.warehouse.reader() as conn:
         fleet = gpu_usage(conn, last_month, "cluster", attribution)
     emit(fleet, OutputFormat.table, title=f"GPU fleet by cluster, {last_month.label}")

@@ -85,6 +85,19 @@ class GpuSettings(_Section):
         "goog-k8s-cluster-name",
     )
     """Billing tags that name an instance's cluster, tried in order."""
+    join_keys: tuple[Literal["instance_id", "private_dns", "node_name", "resource_name"], ...] = (
+        "instance_id",
+        "private_dns",
+        "node_name",
+        "resource_name",
+    )
+    """How a GPU sample finds its instance, tried in order: its own instance id label, the
+    inventory's private DNS name or k8s node name equal to its host, or the billed
+    ResourceName equal to its host."""
+    join_keys_by_source: dict[
+        str, tuple[Literal["instance_id", "private_dns", "node_name", "resource_name"], ...]
+    ] = {}
+    """Another order for one GPU source (by source name), e.g. nvidia-smi: [resource_name]."""
 
 
 class Config(_Section):

@@ -260,7 +260,7 @@ def test_demo_ingests_everything_it_generated_with_the_restatement_applied(tmp_p
     from finops.warehouse import Warehouse
 
     config = load_config(tmp_path)
-    attribution = GpuAttribution(config.gpu.cluster_tag_keys, config.allocation, config.teams)
+    attribution = GpuAttribution.from_config(config)
     september = parse_period("2026-09")
     with Warehouse(tmp_path / ".finops" / "warehouse.duckdb").reader() as conn:
         by_cluster = {

@@ -145,3 +145,22 @@ def test_billed_gpu_instances_without_samples_are_listed(fleet: Warehouse) -> No
             "cost": Decimal("10.00"),
         }
     ]
+
+
+def test_join_keys_are_configurable_per_source(fleet: Warehouse) -> None:
+    from dataclasses import replace
+
+    # Without the billed-name key, the GKE node (found only by its name) is unmatched...
+    by_instance_only = replace(ATTRIBUTION, join_keys=("instance_id",))
+    with fleet.reader() as conn:
+        table = gpu_usage(conn, parse_period("2026-05-01..2026-05-01"), "cluster", by_instance_only)
+    clusters = {r["cluster"]: r["gpu_hours"] for r in table.to_pylist()}
+    assert "serve-b" not in clusters
+    assert clusters["(unmatched)"] == 6.0  # the GKE node and the ghost host
+    # ...unless its source is told to use it.
+    per_source = replace(
+        by_instance_only, join_keys_by_source={"test": ("instance_id", "resource_name")}
+    )
+    with fleet.reader() as conn:
+        table = gpu_usage(conn, parse_period("2026-05-01..2026-05-01"), "cluster", per_source)
+    assert {r["cluster"]: r["gpu_hours"] for r in table.to_pylist()}["serve-b"] == 3.0

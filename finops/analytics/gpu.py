@@ -22,12 +22,13 @@ instances that sent no samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
 
-from finops.config import AllocationSettings, Team
+from finops.config import AllocationSettings, Config, Team
 from finops.errors import ConfigError
 from finops.periods import Period
 
@@ -39,6 +40,8 @@ GROUPINGS: dict[str, str] = {
     "day": "strftime(hour, '%Y-%m-%d')",
     "hour": "strftime(hour, '%Y-%m-%d %H:00')",
 }
+JoinKey = Literal["instance_id", "private_dns", "node_name", "resource_name"]
+JOIN_KEYS: tuple[JoinKey, ...] = ("instance_id", "private_dns", "node_name", "resource_name")
 UNMATCHED = "(unmatched)"
 GPU_INSTANCE_TYPES = r"^(p[0-9]|g[0-9]|a2-|a3-|g2-|ml\.(p|g)[0-9])"
 """Instance types that carry NVIDIA GPUs (AWS p/g families, GCP a2/a3/g2, SageMaker ml.p/ml.g)."""
@@ -53,6 +56,45 @@ class GpuAttribution:
     cluster_tag_keys: tuple[str, ...]
     allocation: AllocationSettings
     teams: tuple[Team, ...] = ()
+    join_keys: tuple[JoinKey, ...] = JOIN_KEYS
+    """How a sample finds its instance, tried in order (`gpu.join_keys`)."""
+    join_keys_by_source: dict[str, tuple[JoinKey, ...]] = field(default_factory=dict)
+    """Per GPU source, another order (`gpu.join_keys_by_source`)."""
+
+    @classmethod
+    def from_config(cls, config: Config) -> GpuAttribution:
+        return cls(
+            cluster_tag_keys=config.gpu.cluster_tag_keys,
+            allocation=config.allocation,
+            teams=config.teams,
+            join_keys=config.gpu.join_keys,
+            join_keys_by_source=dict(config.gpu.join_keys_by_source),
+        )
+
+
+_JOIN_EXPRESSIONS: dict[str, str] = {
+    "instance_id": "h.resource_id",
+    "private_dns": "by_dns.resource_id",
+    "node_name": "by_node.resource_id",
+    "resource_name": "by_name.resource_id",
+}
+
+
+def _instance_sql(attribution: GpuAttribution) -> tuple[str, list[object]]:
+    """The sample's instance id, by the join keys of its source."""
+
+    def chain(keys: tuple[JoinKey, ...]) -> str:
+        return f"coalesce({', '.join(_JOIN_EXPRESSIONS[k] for k in keys)})" if keys else "NULL"
+
+    if not attribution.join_keys_by_source:
+        return chain(attribution.join_keys), []
+    whens = " ".join(
+        f"WHEN ? THEN {chain(keys)}" for keys in attribution.join_keys_by_source.values()
+    )
+    return (
+        f"CASE h.source {whens} ELSE {chain(attribution.join_keys)} END",
+        list(attribution.join_keys_by_source),
+    )
 
 
 def _first_tag(keys: tuple[str, ...]) -> tuple[str, list[object]]:
@@ -82,24 +124,27 @@ def _gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, li
     team_tag, team_tag_params = _first_tag(attribution.allocation.tag_keys)
     tag_team, tag_team_params = _team_name(team_tag, team_tag_params, attribution)
     namespace_team, namespace_params = _team_name("ns", [], attribution)
+    instance, instance_params = _instance_sql(attribution)
     sql = f"""
-        WITH dns AS (
-            SELECT key, any_value(resource_id) AS resource_id FROM (
-                SELECT private_dns AS key, resource_id FROM resources WHERE private_dns IS NOT NULL
-                UNION ALL
-                SELECT node_name, resource_id FROM resources WHERE node_name IS NOT NULL
-            ) GROUP BY key
+        WITH by_dns AS (
+            SELECT private_dns AS key, any_value(resource_id) AS resource_id
+            FROM resources WHERE private_dns IS NOT NULL GROUP BY 1
         ),
-        named AS (
+        by_node AS (
+            SELECT node_name AS key, any_value(resource_id) AS resource_id
+            FROM resources WHERE node_name IS NOT NULL GROUP BY 1
+        ),
+        by_name AS (
             SELECT "ResourceName" AS key, any_value("ResourceId") AS resource_id
             FROM cost_resolved WHERE "ResourceName" IS NOT NULL AND "ResourceId" IS NOT NULL
             GROUP BY 1
         ),
         hours AS (
-            SELECT h.*, coalesce(h.resource_id, dns.resource_id, named.resource_id) AS rid
+            SELECT h.*, {instance} AS rid
             FROM gpu_hourly h
-            LEFT JOIN dns ON dns.key = h.node
-            LEFT JOIN named ON named.key = h.node
+            LEFT JOIN by_dns ON by_dns.key = h.node
+            LEFT JOIN by_node ON by_node.key = h.node
+            LEFT JOIN by_name ON by_name.key = h.node
             WHERE h.hour >= ? AND h.hour < ?
         ),
         node_gpus AS (
@@ -146,7 +191,8 @@ def _gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, li
                1.0 / shares AS gpu_hours, mean_util_pct, idle, gpu_cost / shares AS cost
         FROM attributed
     """
-    params: list[object] = [period.start_ts, period.end_ts, period.start_ts, period.end_ts]
+    params: list[object] = [*instance_params, period.start_ts, period.end_ts]
+    params += [period.start_ts, period.end_ts]
     params += cluster_params + tag_team_params + namespace_params
     return sql, params
 
