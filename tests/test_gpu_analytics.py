@@ -108,6 +108,7 @@ def test_by_cluster_gives_gpu_hours_idle_hours_and_their_cost(fleet: Warehouse) 
         "gpus": 2,
         "gpu_hours": 6.0,
         "mean_util_pct": 25.5,
+        "p95_util_pct": 50.0,
         "idle_gpu_hours": 3.0,
         "idle_pct": 50.0,
         "cost": 6.0,
@@ -117,6 +118,7 @@ def test_by_cluster_gives_gpu_hours_idle_hours_and_their_cost(fleet: Warehouse) 
         "gpus": 1,
         "gpu_hours": 3.0,
         "mean_util_pct": 30.0,
+        "p95_util_pct": 30.0,
         "idle_gpu_hours": None,
         "idle_pct": 0.0,
         "cost": 3.0,
@@ -164,3 +166,17 @@ def test_join_keys_are_configurable_per_source(fleet: Warehouse) -> None:
     with fleet.reader() as conn:
         table = gpu_usage(conn, parse_period("2026-05-01..2026-05-01"), "cluster", per_source)
     assert {r["cluster"]: r["gpu_hours"] for r in table.to_pylist()}["serve-b"] == 3.0
+
+
+def test_cluster_by_hour_is_the_hourly_fleet_view(fleet: Warehouse) -> None:
+    with fleet.reader() as conn:
+        table = gpu_usage(conn, parse_period("2026-05-01..2026-05-01"), "cluster,hour", ATTRIBUTION)
+    train = [r for r in table.to_pylist() if r["cluster"] == "train-a"]
+    assert [r["hour"] for r in sorted(train, key=lambda r: r["hour"])] == [
+        "2026-05-01 00:00",
+        "2026-05-01 01:00",
+        "2026-05-01 02:00",
+    ]
+    for hour in train:
+        assert (hour["gpus"], hour["gpu_hours"], hour["idle_gpu_hours"]) == (2, 2.0, 1.0)
+        assert (hour["mean_util_pct"], hour["cost"], hour["idle_cost"]) == (25.5, 2.0, 1.0)

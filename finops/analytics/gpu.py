@@ -200,7 +200,12 @@ def _gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, li
 def gpu_usage(
     conn: duckdb.DuckDBPyConnection, period: Period, by: str, attribution: GpuAttribution
 ) -> pa.Table:
-    """GPU-hours, utilisation, idle GPU-hours and their cost per group, largest cost first."""
+    """GPU-hours, utilisation, idle GPU-hours and their cost per group, largest cost first.
+
+    `p95_util_pct` is the 95th percentile of the group's hourly GPU utilisations: 95% of
+    its GPU-hours ran at or below it. By `cluster,hour` this is the per-cluster, per-hour
+    view of the fleet (GPUs, mean and p95 utilisation, idle GPU-hours, cost, idle cost).
+    """
     groups = [g.strip() for g in by.split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPINGS]
     if not groups or unknown:
@@ -213,6 +218,7 @@ def gpu_usage(
                count(DISTINCT coalesce(gpu_uuid, node || '/' || gpu_index)) AS gpus,
                round(sum(gpu_hours), 2) AS gpu_hours,
                round(sum(mean_util_pct * gpu_hours) / nullif(sum(gpu_hours), 0), 1) AS mean_util_pct,
+               round(quantile_cont(mean_util_pct, 0.95), 1) AS p95_util_pct,
                round(sum(gpu_hours) FILTER (WHERE idle), 2) AS idle_gpu_hours,
                round(100 * coalesce(sum(gpu_hours) FILTER (WHERE idle), 0) / nullif(sum(gpu_hours), 0), 1)
                    AS idle_pct,
