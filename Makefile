@@ -26,6 +26,7 @@ test: $(INSTALLED)
 ## bench: the scale benchmarks of DESIGN.md (minutes; run by hand)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/ingest_chargeback.py
+	$(BIN)/python benchmarks/gpu_samples.py
 
 clean:
 	rm -rf $(VENV) .finops .pytest_cache .ruff_cache

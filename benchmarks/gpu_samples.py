@@ -12,11 +12,9 @@ Usage: python benchmarks/gpu_samples.py [--gpus 1000] [--days 30] [--workdir ben
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
+
+from harness import run_step
 
 STEP = {
     "generate": """
@@ -77,28 +75,6 @@ STEP = {
     """,
 }
 
-_HARNESS = """
-import json, resource
-{body}
-result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print("RESULT " + json.dumps(result))
-"""
-
-
-def run_step(name: str, **values: object) -> dict:
-    constants = "\n".join(f"{key} = {value!r}" for key, value in values.items())
-    body = constants + "\n" + textwrap.dedent(STEP[name])
-    completed = subprocess.run(
-        [sys.executable, "-c", _HARNESS.format(body=body)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise SystemExit(f"step {name} failed:\n{completed.stderr}")
-    line = next(x for x in completed.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,14 +84,14 @@ def main() -> None:
     args = parser.parse_args()
     spool = (args.workdir / f"gpu-spool-{args.gpus}x{args.days}").resolve()
     if not spool.exists():
-        made = run_step("generate", GPUS=args.gpus, DAYS=args.days, SPOOL=str(spool))
+        made = run_step(STEP["generate"], GPUS=args.gpus, DAYS=args.days, SPOOL=str(spool))
         print(f"generate   {made['rows']:>12,} samples   {made['seconds']:7.2f} s")
     results = {}
     for step in ("baseline", "ingest"):
         db = args.workdir / f"gpu-{step}.duckdb"
         for stale in (db, db.with_suffix(".duckdb.wal")):
             stale.unlink(missing_ok=True)
-        results[step] = run_step(step, SPOOL=str(spool), DB=str(db))
+        results[step] = run_step(STEP[step], SPOOL=str(spool), DB=str(db))
     base, ingest = results["baseline"], results["ingest"]
     print(
         f"baseline   CTAS read_parquet       {base['seconds']:7.2f} s   peak RSS {base['peak_rss_mb']:6.0f} MB"

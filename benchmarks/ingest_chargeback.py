@@ -12,11 +12,9 @@ Usage: python benchmarks/ingest_chargeback.py [--rows 10000000] [--workdir bench
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
+
+from harness import run_step
 
 STEP = {
     "generate": """
@@ -66,28 +64,6 @@ STEP = {
     """,
 }
 
-_HARNESS = """
-import json, resource
-{body}
-result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print("RESULT " + json.dumps(result))
-"""
-
-
-def run_step(name: str, **values: object) -> dict:
-    constants = "\n".join(f"{key} = {value!r}" for key, value in values.items())
-    body = constants + "\n" + textwrap.dedent(STEP[name])
-    completed = subprocess.run(
-        [sys.executable, "-c", _HARNESS.format(body=body)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise SystemExit(f"step {name} failed:\n{completed.stderr}")
-    line = next(x for x in completed.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,7 +75,7 @@ def main() -> None:
     config = str(Path(__file__).resolve().parents[1])
 
     if not Path(parquet).exists():
-        made = run_step("generate", ROWS=args.rows, PARQUET=parquet)
+        made = run_step(STEP["generate"], ROWS=args.rows, PARQUET=parquet)
         print(
             f"generate  {made['rows']:>12,} rows   {made['seconds']:7.2f} s   peak RSS {made['peak_rss_mb']:7.0f} MB"
         )
@@ -113,9 +89,9 @@ def main() -> None:
             db = args.workdir / f"{step}-{attempt}.duckdb"
             for stale in (db, db.with_suffix(".duckdb.wal")):
                 stale.unlink(missing_ok=True)
-            timings.append(run_step(step, PARQUET=parquet, DB=str(db)))
+            timings.append(run_step(STEP[step], PARQUET=parquet, DB=str(db)))
         results[step] = timings[-1]
-    charge = run_step("chargeback", DB=str(args.workdir / "ingest-1.duckdb"), CONFIG=config)
+    charge = run_step(STEP["chargeback"], DB=str(args.workdir / "ingest-1.duckdb"), CONFIG=config)
 
     base, ingest = results["baseline"], results["ingest"]
     ratio = ingest["seconds"] / base["seconds"]
