@@ -395,11 +395,6 @@ def test_bad_records_are_refused_naming_file_row_and_field(tmp_path: Path) -> No
     assert warehouse.runs().column("status").to_pylist() == ["failed"]
 
 
-def test_gs_uri_is_refused_with_a_way_forward() -> None:
-    with pytest.raises(IngestError, match="gs:// is not supported yet; copy the files locally"):
-        read_gcp_export_files("gs://billing-exports/2026-05/")
-
-
 def test_table_reads_every_invoice_month_through_the_real_client(tmp_path: Path) -> None:
     table = FakeBigQuery(copy.deepcopy(RECORDS))
     files = write_ndjson(tmp_path / "export.json", RECORDS)

@@ -3,8 +3,8 @@
 Two ways in, one mapping: `read_gcp_export_files` reads the export as local Parquet or
 newline-delimited JSON files (`bq extract` output, `.json`, `.jsonl`, `.json.gz`);
 `read_gcp_export_table` queries the export table through google-cloud-bigquery, writes the
-result to a temporary Parquet file and hands that to the same reader. gs:// URIs are not
-read yet: copy the files locally (`gcloud storage cp`) or query the table.
+result to a temporary Parquet file and hands that to the same reader. Files may also sit
+in Cloud Storage (`gs://bucket/prefix`), read through google-cloud-storage.
 
 Billing period = invoice.month. Google invoices by invoice month, and usage from the last
 hours of a calendar month can be invoiced in the next one, so ChargePeriodStart may lie
@@ -145,15 +145,8 @@ _INVOICE_MONTH = re.compile(r"^\d{4}(0[1-9]|1[0-2])$")
 
 
 def read_gcp_export_files(location: str) -> CostDelivery:
-    """Resolve, validate and measure exported billing files (a file, a folder or a glob).
-
-    gs:// is not supported yet: copy the objects locally or use `read_gcp_export_table`.
-    """
-    if location.startswith("gs://"):
-        raise IngestError(
-            f"{location}: reading gs:// is not supported yet; copy the files locally "
-            "(gcloud storage cp -r) or read the export table with --table"
-        )
+    """Resolve, validate and measure exported billing files: a file, a folder, a glob, or a
+    `gs://bucket/prefix` (read through google-cloud-storage)."""
     return _deliver(location, resolve(location, SUFFIXES))
 
 

@@ -1,9 +1,10 @@
 """Turn a user's PATH_OR_URI into the list of local files a collector reads.
 
 A path may be one file, a directory (searched recursively) or a glob; `s3://bucket/prefix`
-(optionally ending in a glob such as `*.parquet`) is listed and downloaded through boto3
-into a temporary folder that is removed once the ingest is over. Credentials come from
-boto3's default chain; nothing here reads or logs a secret.
+(optionally ending in a glob such as `*.parquet`) is listed and downloaded through boto3,
+and `gs://bucket/prefix` likewise through google-cloud-storage, into a temporary folder
+that is removed once the ingest is over. Credentials come from the SDKs' default chains;
+nothing here reads or logs a secret.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def resolve(location: str, suffixes: Iterable[str]) -> LocalFiles:
     """List the files at `location` whose names end in one of `suffixes`."""
     wanted = tuple(suffixes)
     if location.startswith("s3://"):
-        return _download_s3(location, wanted)
+        return _download(location, wanted, _s3)
+    if location.startswith("gs://"):
+        return _download(location, wanted, _gcs)
     return LocalFiles(location, _local_files(location, wanted), {})
 
 
@@ -71,32 +74,78 @@ def split_s3_uri(uri: str) -> tuple[str, str, str | None]:
     return bucket, key, None
 
 
-def _download_s3(uri: str, suffixes: tuple[str, ...]) -> LocalFiles:
+@dataclass(frozen=True)
+class _ObjectStore:
+    """What differs between S3 and Cloud Storage: listing keys, fetching one, their errors."""
+
+    scheme: str
+    service: str
+    keys: Callable[[str, str], Iterable[str]]
+    fetch: Callable[[str, str, Path], None]
+    errors: tuple[type[BaseException], ...]
+
+
+def _s3() -> _ObjectStore:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, prefix, pattern = split_s3_uri(uri)
     s3 = boto3.client("s3")
-    workdir = Path(tempfile.mkdtemp(prefix="finops-s3-"))
+
+    def keys(bucket: str, prefix: str) -> Iterable[str]:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            yield from (obj["Key"] for obj in page.get("Contents", []))
+
+    def fetch(bucket: str, key: str, local: Path) -> None:
+        s3.download_file(bucket, key, str(local))
+
+    return _ObjectStore("s3", "S3", keys, fetch, (BotoCoreError, ClientError))
+
+
+def _gcs() -> _ObjectStore:
+    """Cloud Storage through google-cloud-storage: Application Default Credentials, or an
+    emulator named by `STORAGE_EMULATOR_HOST` (as the tests use)."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+    from google.cloud import storage
+
+    client = storage.Client()
+
+    def keys(bucket: str, prefix: str) -> Iterable[str]:
+        yield from (blob.name for blob in client.list_blobs(bucket, prefix=prefix))
+
+    def fetch(bucket: str, key: str, local: Path) -> None:
+        client.bucket(bucket).blob(key).download_to_filename(str(local))
+
+    return _ObjectStore("gs", "Cloud Storage", keys, fetch, (GoogleAPIError, GoogleAuthError))
+
+
+def _download(
+    uri: str, suffixes: tuple[str, ...], connect: Callable[[], _ObjectStore]
+) -> LocalFiles:
+    """Download the matching objects under a bucket prefix into a temporary folder."""
+    bucket, prefix, pattern = split_s3_uri("s3://" + uri.split("://", 1)[1])
+    workdir = Path(tempfile.mkdtemp(prefix="finops-objects-"))
     files: list[Path] = []
     names: dict[Path, str] = {}
+    store: _ObjectStore | None = None
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                key = obj["Key"]
-                if not key.lower().endswith(suffixes) or (
-                    pattern and not fnmatch.fnmatch(key, pattern)
-                ):
-                    continue
-                # Keys become paths below workdir: keep them there even if a key holds '..'.
-                local = workdir / hashlib.sha1(key.encode()).hexdigest()[:12] / Path(key).name
-                local.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, key, str(local))
-                files.append(local)
-                names[local] = f"s3://{bucket}/{key}"
-    except (BotoCoreError, ClientError) as exc:
+        store = connect()
+        for key in store.keys(bucket, prefix):
+            if not key.lower().endswith(suffixes) or (
+                pattern and not fnmatch.fnmatch(key, pattern)
+            ):
+                continue
+            # Keys become paths below workdir: keep them there even if a key holds '..'.
+            local = workdir / hashlib.sha1(key.encode()).hexdigest()[:12] / Path(key).name
+            local.parent.mkdir(parents=True, exist_ok=True)
+            store.fetch(bucket, key, local)
+            files.append(local)
+            names[local] = f"{store.scheme}://{bucket}/{key}"
+    except Exception as exc:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise IngestError(f"{uri}: cannot read from S3: {exc}") from None
+        if store is not None and isinstance(exc, store.errors):
+            raise IngestError(f"{uri}: cannot read from {store.service}: {exc}") from None
+        raise
     if not files:
         shutil.rmtree(workdir, ignore_errors=True)
         raise IngestError(f"{uri}: no {'/'.join(suffixes)} objects found")
