@@ -787,11 +787,18 @@ def prices_refresh(
             help="Also fetch EC2 spot prices for the instance types billed there.",
         ),
     ] = None,
+    aws_price_list_region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--aws-price-list-region",
+            help="Also fetch public on-demand prices (AWS Price List API) for the types billed there.",
+        ),
+    ] = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Store prices per instance type, region and purchase option (billing; EC2 spot)."""
-    from finops.collectors.prices import aws_spot_prices, observed_prices
+    """Store prices per instance type, region and purchase option (billing, EC2 spot, Price List)."""
+    from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices, observed_prices
 
     ctx = _context(db, config)
     with ctx.warehouse.reader() as conn:
@@ -812,6 +819,14 @@ def prices_refresh(
             regions=aws_spot_region, instance_types=[t for (t,) in types], now=datetime.now(UTC)
         )
         console.print(f"[bold]aws-spot[/]: {ctx.warehouse.store_prices(spot):,} spot prices")
+    if aws_price_list_region:
+        listed = aws_ondemand_prices(
+            regions=aws_price_list_region,
+            instance_types=[t for (t,) in types],
+            as_of=datetime.now(UTC).date(),
+        )
+        stored_list = ctx.warehouse.store_prices(listed)
+        console.print(f"[bold]aws-price-list[/]: {stored_list:,} on-demand prices")
 
 
 @app.command("gpu")

@@ -10,7 +10,7 @@ import boto3
 from botocore.stub import Stubber
 
 from finops.collectors.focus import read_focus
-from finops.collectors.prices import aws_spot_prices, observed_prices
+from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices, observed_prices
 from finops.warehouse import Warehouse
 from tests.conftest import row, write_csv
 
@@ -110,3 +110,57 @@ def test_spot_price_is_the_latest_per_zone_averaged_over_zones(tmp_path: Path) -
     assert warehouse.store_prices(prices) == 1
     stored = warehouse.query("SELECT source, as_of FROM prices").to_pylist()
     assert stored == [{"source": "aws-spot", "as_of": date(2026, 5, 31)}]
+
+
+def test_on_demand_prices_from_the_price_list_api(tmp_path: Path) -> None:
+    # moto has no Price List API: the answer is stubbed at the botocore boundary, shaped
+    # like the real one (each product a JSON string with its OnDemand term).
+    import json
+
+    pricing = boto3.client(
+        "pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(pricing)
+    product = {
+        "product": {
+            "sku": "ABCD1234",
+            "attributes": {"instanceType": "p4d.24xlarge", "regionCode": "us-east-1"},
+        },
+        "terms": {
+            "OnDemand": {
+                "ABCD1234.JRTCKXETXF": {
+                    "priceDimensions": {
+                        "ABCD1234.JRTCKXETXF.6YS6EN2CT7": {
+                            "unit": "Hrs",
+                            "pricePerUnit": {"USD": "32.7726000000"},
+                            "description": "$32.7726 per On Demand Linux p4d.24xlarge Instance Hour",
+                        }
+                    }
+                }
+            }
+        },
+    }
+    stubber.add_response(
+        "get_products", {"PriceList": [json.dumps(product)], "FormatVersion": "aws_v1"}
+    )
+
+    class Session:
+        def client(self, service: str, **kwargs: object) -> object:
+            assert service == "pricing"
+            return pricing
+
+    with stubber:
+        prices = aws_ondemand_prices(
+            regions=["us-east-1"],
+            instance_types=["p4d.24xlarge"],
+            as_of=date(2026, 5, 31),
+            session=Session(),
+        )
+    (row,) = prices.table.to_pylist()
+    assert (row["instance_type"], row["purchase_option"], row["hourly_price"]) == (
+        "p4d.24xlarge",
+        "OnDemand (list)",
+        Decimal("32.7726"),
+    )
+    assert json.loads(row["details"])["sku"] == "ABCD1234"
+    assert Warehouse(tmp_path / "wh.duckdb").store_prices(prices) == 1

@@ -1,14 +1,15 @@
 """Hourly prices per instance type, region and purchase option, for savings estimates.
 
-Two sources so far:
+Three sources so far:
 - `observed_prices`: what the bill itself says: amortised cost per hour of usage
   (sum EffectiveCost / sum PricingQuantity of hourly usage rows) per provider, region,
   instance type and purchase option; list prices (ListUnitPrice) as `OnDemand`. Always
   available, and already net of discounts.
 - `aws_spot_prices`: EC2's spot price history (`describe_spot_price_history`): the latest
   price per region and instance type, averaged over the region's availability zones.
+- `aws_ondemand_prices`: public on-demand prices from the AWS Price List API.
 
-(Public price lists, the AWS Price List API and Google's Cloud Catalog, are still to come.)
+(Google's Cloud Catalog is still to come.)
 """
 
 from __future__ import annotations
@@ -122,3 +123,83 @@ def aws_spot_prices(
     ).to_arrow_table()
     conn.close()
     return PriceList(source="aws-spot", as_of=now.date(), table=table)
+
+
+def aws_ondemand_prices(
+    *,
+    regions: Sequence[str],
+    instance_types: Sequence[str],
+    as_of: date,
+    session: Any = None,
+) -> PriceList:
+    """Public on-demand Linux prices from the AWS Price List API (`pricing.get_products`).
+
+    One query per region and instance type (shared tenancy, no pre-installed software,
+    capacity `Used`); the answer's OnDemand term gives the hourly USD price.
+    """
+    import json
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    session = session or boto3.Session()
+    # The Price List API answers from us-east-1 (and a few others) for every region.
+    pricing = session.client(
+        "pricing",
+        region_name="us-east-1",
+        config=Config(retries={"mode": "adaptive", "max_attempts": 8}),
+    )
+    rows: list[dict[str, object]] = []
+    for region in regions:
+        for instance_type in instance_types:
+            filters = [
+                {"Type": "TERM_MATCH", "Field": field, "Value": value}
+                for field, value in (
+                    ("regionCode", region),
+                    ("instanceType", instance_type),
+                    ("operatingSystem", "Linux"),
+                    ("tenancy", "Shared"),
+                    ("preInstalledSw", "NA"),
+                    ("capacitystatus", "Used"),
+                )
+            ]
+            try:
+                pages = pricing.get_paginator("get_products").paginate(
+                    ServiceCode="AmazonEC2", Filters=filters
+                )
+                products = [json.loads(item) for page in pages for item in page["PriceList"]]
+            except (BotoCoreError, ClientError) as exc:
+                raise IngestError(
+                    f"pricing.get_products for {instance_type} in {region}: {exc}"
+                ) from None
+            for product in products:
+                for term in product.get("terms", {}).get("OnDemand", {}).values():
+                    for dimension in term["priceDimensions"].values():
+                        if dimension.get("unit") != "Hrs":
+                            continue
+                        rows.append(
+                            {
+                                "provider": "AWS",
+                                "region": region,
+                                "instance_type": instance_type,
+                                "purchase_option": "OnDemand (list)",
+                                "hourly_price": Decimal(dimension["pricePerUnit"]["USD"]),
+                                "currency": "USD",
+                                "details": json.dumps(
+                                    {"sku": product["product"]["sku"], "basis": "AWS Price List"}
+                                ),
+                            }
+                        )
+    schema = pa.schema(
+        [
+            ("provider", pa.string()),
+            ("region", pa.string()),
+            ("instance_type", pa.string()),
+            ("purchase_option", pa.string()),
+            ("hourly_price", pa.decimal128(38, 10)),
+            ("currency", pa.string()),
+            ("details", pa.string()),
+        ]
+    )
+    return PriceList(source="aws-price-list", as_of=as_of, table=pa.Table.from_pylist(rows, schema))
