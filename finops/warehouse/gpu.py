@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from finops.errors import FinopsError, IngestError
-from finops.warehouse.runs import record_failure
+from finops.warehouse.runs import record_failure, transaction
 from finops.warehouse.schema import GPU_SAMPLE_COLUMNS
 
 
@@ -102,62 +102,56 @@ def _apply(
         f"CAST(d.{name} AS {sql_type}) AS {name}" for name, sql_type in GPU_SAMPLE_COLUMNS.items()
     )
     conn.execute("SET preserve_insertion_order = false")  # lets big inserts stream
-    conn.execute("BEGIN TRANSACTION")
     try:
-        # A typed empty row set first, so columns the delivery lacks come out as nulls.
-        template = ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in GPU_SAMPLE_COLUMNS.items())
-        conn.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE staged AS
-            SELECT {columns}
-            FROM ((SELECT {template} WHERE false) UNION ALL BY NAME ({delivery.select_sql})) AS d
-            WHERE d.ts IS NOT NULL
-            """
-        )
-        conn.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE spans AS
-            SELECT node, min(ts) AS first_ts, max(ts) AS last_ts FROM staged GROUP BY node
-            """
-        )
-        stats = conn.execute(
-            "SELECT count(*), count(DISTINCT node), count(DISTINCT coalesce(gpu_uuid, node || '/' || gpu_index)), "
-            "min(ts), max(ts) FROM staged"
-        ).fetchone()
-        assert stats is not None
-        rows, nodes, gpus, first, last = stats
-        if rows == 0:
-            raise IngestError(f"{delivery.uri}: no GPU samples found; nothing was changed")
-        replaced = conn.execute(
-            """
-            DELETE FROM gpu_samples g USING spans s
-            WHERE g.source = ? AND g.node = s.node AND g.ts BETWEEN s.first_ts AND s.last_ts
-            """,
-            [source],
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO gpu_samples BY NAME SELECT *, ? AS source, ? AS ingest_id FROM staged",
-            [source, run_id],
-        )
-        hours = _refresh_rollups(conn, source, idle_threshold_pct)
-        window = (first, last)
-        _record(
-            conn,
-            run_id,
-            source,
-            collector,
-            delivery.uri,
-            delivery,
-            started,
-            "success",
-            (rows, window),
-        )
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        conn.execute("ROLLBACK")
-        if isinstance(exc, duckdb.Error):
-            raise IngestError(f"{delivery.uri}: the warehouse refused the samples: {exc}") from None
-        raise
+        with transaction(conn, f"{delivery.uri}: the warehouse refused the samples"):
+            # A typed empty row set first, so columns the delivery lacks come out as nulls.
+            template = ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in GPU_SAMPLE_COLUMNS.items())
+            conn.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE staged AS
+                SELECT {columns}
+                FROM ((SELECT {template} WHERE false) UNION ALL BY NAME ({delivery.select_sql})) AS d
+                WHERE d.ts IS NOT NULL
+                """
+            )
+            conn.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE spans AS
+                SELECT node, min(ts) AS first_ts, max(ts) AS last_ts FROM staged GROUP BY node
+                """
+            )
+            stats = conn.execute(
+                "SELECT count(*), count(DISTINCT node), count(DISTINCT coalesce(gpu_uuid, node || '/' || gpu_index)), "
+                "min(ts), max(ts) FROM staged"
+            ).fetchone()
+            assert stats is not None
+            rows, nodes, gpus, first, last = stats
+            if rows == 0:
+                raise IngestError(f"{delivery.uri}: no GPU samples found; nothing was changed")
+            replaced = conn.execute(
+                """
+                DELETE FROM gpu_samples g USING spans s
+                WHERE g.source = ? AND g.node = s.node AND g.ts BETWEEN s.first_ts AND s.last_ts
+                """,
+                [source],
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO gpu_samples BY NAME SELECT *, ? AS source, ? AS ingest_id FROM staged",
+                [source, run_id],
+            )
+            hours = _refresh_rollups(conn, source, idle_threshold_pct)
+            window = (first, last)
+            _record(
+                conn,
+                run_id,
+                source,
+                collector,
+                delivery.uri,
+                delivery,
+                started,
+                "success",
+                (rows, window),
+            )
     finally:
         for name in delivery.tables:
             conn.unregister(name)

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from finops.errors import FinopsError, IngestError, PartialDeliveryError
-from finops.warehouse.runs import record_failure
+from finops.warehouse.runs import record_failure, transaction
 from finops.warehouse.schema import COLUMNS_BY_NAME
 
 
@@ -141,13 +141,11 @@ def _apply(
     clock: float,
 ) -> IngestResult:
     period_starts = [p.billing_period_start for p in delivery.periods]
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn, f"{delivery.uri}: the warehouse refused the delivery"):
         if _is_unchanged(conn, source, delivery):
             _record_run(
                 conn, run_id, source, collector, delivery.uri, delivery, started, "unchanged"
             )
-            conn.execute("COMMIT")
             return _result(run_id, source, "unchanged", delivery, 0, clock)
         _refuse_partial_delivery(conn, source, delivery, force)
         _add_extra_columns(conn, delivery.extra_columns)
@@ -159,14 +157,6 @@ def _apply(
             )
         _record_run(conn, run_id, source, collector, delivery.uri, delivery, started, "success")
         overlaps = _refresh_overlaps(conn, source_priority)
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        conn.execute("ROLLBACK")
-        if isinstance(exc, duckdb.Error):
-            raise IngestError(
-                f"{delivery.uri}: the warehouse refused the delivery: {exc}"
-            ) from None
-        raise
     mine = tuple(o for o in overlaps if source in o.sources)
     return _result(run_id, source, "success", delivery, replaced, clock, mine)
 

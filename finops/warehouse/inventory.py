@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from finops.errors import FinopsError, IngestError
-from finops.warehouse.runs import record_failure
+from finops.warehouse.runs import record_failure, transaction
 from finops.warehouse.schema import RESOURCE_COLUMNS
 
 
@@ -56,27 +56,20 @@ def run_inventory_refresh(
         with connect() as conn:
             conn.register("snapshot", snapshot.table)
             try:
-                resources, new = _upsert(conn, snapshot, source)
-                _record(
-                    conn,
-                    run_id,
-                    source,
-                    collector,
-                    uri,
-                    started,
-                    "success",
-                    resources,
-                    None,
-                    snapshot.notes,
-                )
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                conn.execute("ROLLBACK")
-                if isinstance(exc, duckdb.Error):
-                    raise IngestError(
-                        f"{uri}: the warehouse refused the inventory: {exc}"
-                    ) from None
-                raise
+                with transaction(conn, f"{uri}: the warehouse refused the inventory"):
+                    resources, new = _upsert(conn, snapshot, source)
+                    _record(
+                        conn,
+                        run_id,
+                        source,
+                        collector,
+                        uri,
+                        started,
+                        "success",
+                        resources,
+                        None,
+                        snapshot.notes,
+                    )
             finally:
                 conn.unregister("snapshot")
     except FinopsError as exc:
@@ -99,7 +92,6 @@ def _upsert(
     template = ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in RESOURCE_COLUMNS.items())
     columns = ", ".join(f"CAST(s.{n} AS {t}) AS {n}" for n, t in RESOURCE_COLUMNS.items())
     updates = ", ".join(f"{n} = excluded.{n}" for n in RESOURCE_COLUMNS if n != "resource_id")
-    conn.execute("BEGIN TRANSACTION")
     conn.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE incoming AS

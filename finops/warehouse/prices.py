@@ -14,7 +14,7 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from finops.errors import IngestError
+from finops.warehouse.runs import transaction
 
 PRICE_COLUMNS: dict[str, str] = {
     "provider": "VARCHAR",
@@ -43,26 +43,21 @@ def store_prices(
     columns = ", ".join(f"CAST(p.{n} AS {t}) AS {n}" for n, t in PRICE_COLUMNS.items())
     with connect() as conn:
         conn.register("incoming_prices", prices.table)
-        conn.execute("BEGIN TRANSACTION")
         try:
-            conn.execute(
-                "DELETE FROM prices WHERE source = ? AND as_of = ?", [prices.source, prices.as_of]
-            )
-            row = conn.execute(
-                f"""
-                INSERT INTO prices BY NAME
-                SELECT {columns}, ? AS source, ? AS as_of
-                FROM ((SELECT {template} WHERE false)
-                      UNION ALL BY NAME (SELECT * FROM incoming_prices)) AS p
-                """,
-                [prices.source, prices.as_of],
-            ).fetchall()
-            conn.execute("COMMIT")
-        except duckdb.Error as exc:
-            conn.execute("ROLLBACK")
-            raise IngestError(
-                f"prices from {prices.source}: the warehouse refused them: {exc}"
-            ) from None
+            with transaction(conn, f"prices from {prices.source}: the warehouse refused them"):
+                conn.execute(
+                    "DELETE FROM prices WHERE source = ? AND as_of = ?",
+                    [prices.source, prices.as_of],
+                )
+                row = conn.execute(
+                    f"""
+                    INSERT INTO prices BY NAME
+                    SELECT {columns}, ? AS source, ? AS as_of
+                    FROM ((SELECT {template} WHERE false)
+                          UNION ALL BY NAME (SELECT * FROM incoming_prices)) AS p
+                    """,
+                    [prices.source, prices.as_of],
+                ).fetchall()
         finally:
             conn.unregister("incoming_prices")
     return int(row[0][0]) if row else 0

@@ -1,13 +1,13 @@
-"""Recording a failed run in `ingest_runs`, on its own, after the work was rolled back."""
+"""Warehouse runs: one transaction for the work, and a failed run recorded on its own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import duckdb
 
-from finops.errors import WarehouseError
+from finops.errors import IngestError, WarehouseError
 
 
 def record_failure(
@@ -21,3 +21,21 @@ def record_failure(
             record(conn)
     except WarehouseError:
         pass
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection, refused: str) -> Iterator[None]:
+    """One warehouse transaction: committed when the block ends, rolled back on any error.
+
+    DuckDB's own errors become an IngestError that starts with `refused` (who refused
+    what), so a caller sees which delivery failed and knows nothing was changed.
+    """
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        conn.execute("ROLLBACK")
+        if isinstance(exc, duckdb.Error):
+            raise IngestError(f"{refused}: {exc}") from None
+        raise
