@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from finops.errors import FinopsError
@@ -33,12 +34,18 @@ if TYPE_CHECKING:
     from finops.config import Config, SourceManifest
     from finops.periods import Period
     from finops.warehouse import (
+        CostDelivery,
         GpuDelivery,
         GpuIngestResult,
         IngestResult,
+        InventoryResult,
         ResourceSnapshot,
         Warehouse,
     )
+
+    # What running a source gives: a cost ingest, a GPU ingest, an inventory refresh, or
+    # nothing (a Prometheus source with nothing new since its last run).
+    SourceResult = IngestResult | GpuIngestResult | InventoryResult | None
 
 # Heavy modules (DuckDB, Arrow, pydantic) are imported inside the commands that use them,
 # so `finops --help` is quick and `finops agent gpu` runs on a GPU host's minimal install.
@@ -186,7 +193,7 @@ def _print_ingest(result: IngestResult) -> None:
         soft_wrap=True,
     )
     for note in result.notes:
-        console.print(f"  normalised: {note}", soft_wrap=True)
+        console.print(f"  normalised: {escape(note)}", soft_wrap=True)
     for overlap in result.overlaps:
         console.print(
             f"  [yellow]overlap[/]: billing account {overlap.billing_account_id} "
@@ -205,7 +212,7 @@ def _print_gpu_ingest(result: GpuIngestResult) -> None:
         soft_wrap=True,
     )
     for note in result.notes:
-        console.print(f"  normalised: {note}", soft_wrap=True)
+        console.print(f"  normalised: {escape(note)}", soft_wrap=True)
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -226,18 +233,10 @@ def ingest_focus(
     config: ConfigOption = None,
 ) -> None:
     """Ingest FOCUS 1.0-1.3 files (CSV, CSV.gz, Parquet), replacing their billing periods."""
-    from finops.collectors import focus
+    from finops.collectors.focus import default_source
 
-    ctx = _context(db, config)
-    name = source or focus.default_source(location)
-    result = ctx.warehouse.ingest_cost(
-        lambda: focus.read_focus(location),
-        source=name,
-        collector="focus",
-        uri=location,
-        force=force,
-    )
-    _print_ingest(result)
+    name = source or default_source(location)
+    _ingest(db, config, name=name, kind="focus", uri=location, force=force)
 
 
 @ingest_app.command("dcgm")
@@ -248,12 +247,7 @@ def ingest_dcgm(
     config: ConfigOption = None,
 ) -> None:
     """Scrape a DCGM exporter once and store one reading per GPU."""
-    from finops.collectors.dcgm import scrape_dcgm
-
-    ctx = _context(db, config)
-    _print_gpu_ingest(
-        ctx.warehouse.ingest_gpu(lambda: scrape_dcgm(url), source=source, collector="dcgm", uri=url)
-    )
+    _ingest(db, config, name=source, kind="dcgm", uri=url)
 
 
 @ingest_app.command("openmetrics")
@@ -266,14 +260,7 @@ def ingest_openmetrics(
     config: ConfigOption = None,
 ) -> None:
     """Ingest DCGM history from OpenMetrics text (as promtool's backfill reads it)."""
-    from finops.collectors.dcgm import read_openmetrics
-
-    ctx = _context(db, config)
-    _print_gpu_ingest(
-        ctx.warehouse.ingest_gpu(
-            lambda: read_openmetrics(location), source=source, collector="openmetrics", uri=location
-        )
-    )
+    _ingest(db, config, name=source, kind="openmetrics", uri=location)
 
 
 @ingest_app.command("nvidia-smi")
@@ -290,16 +277,8 @@ def ingest_nvidia_smi(
     config: ConfigOption = None,
 ) -> None:
     """Ingest nvidia-smi CSV logs (units, [N/A], local-time timestamps handled)."""
-    from finops.collectors.nvidia_smi import read_nvidia_smi
-
-    ctx = _context(db, config)
-    _print_gpu_ingest(
-        ctx.warehouse.ingest_gpu(
-            lambda: read_nvidia_smi(location, time_zone=time_zone, host=host),
-            source=source,
-            collector="nvidia-smi",
-            uri=location,
-        )
+    _ingest(
+        db, config, name=source, kind="nvidia-smi", uri=location, time_zone=time_zone, host=host
     )
 
 
@@ -325,31 +304,15 @@ def ingest_prometheus(
     config: ConfigOption = None,
 ) -> None:
     """Ingest DCGM history from Prometheus (query_range), continuing where the last run stopped."""
-    from finops.collectors.prometheus import parse_since, read_prometheus, since_last
-
-    default_since = parse_since(since)
-    ctx = _context(db, config)
-    last = None
-    if ctx.warehouse.path.exists():
-        last = (
-            ctx.warehouse.query(
-                "SELECT max(ts) AS last FROM gpu_samples WHERE source = ?", [source]
-            )
-            .column("last")[0]
-            .as_py()
-        )
-    now = datetime.now(UTC)
-    start = since_last(last, default_since, now, step_s=step)
-    if start > now:
-        console.print(f"[bold]{source}[/]: nothing new since the last run")
-        return
-    _print_gpu_ingest(
-        ctx.warehouse.ingest_gpu(
-            lambda: read_prometheus(url, start=start, end=now, step_s=step, selector=selector),
-            source=source,
-            collector="prometheus",
-            uri=url,
-        )
+    _ingest(
+        db,
+        config,
+        name=source,
+        kind="prometheus",
+        uri=url,
+        since=since,
+        step_s=step,
+        selector=selector,
     )
 
 
@@ -361,14 +324,7 @@ def ingest_gpu_spool(
     config: ConfigOption = None,
 ) -> None:
     """Ingest the GPU agent's spool files (JSON lines or Parquet; .tmp files are skipped)."""
-    from finops.collectors.gpu_spool import read_gpu_spool
-
-    ctx = _context(db, config)
-    _print_gpu_ingest(
-        ctx.warehouse.ingest_gpu(
-            lambda: read_gpu_spool(location), source=source, collector="gpu-spool", uri=location
-        )
-    )
+    _ingest(db, config, name=source, kind="gpu-spool", uri=location)
 
 
 @ingest_app.command("billing-inventory")
@@ -378,11 +334,10 @@ def ingest_billing_inventory(
     config: ConfigOption = None,
 ) -> None:
     """Derive the resource inventory from billing (for estates without cloud API access)."""
-    ctx = _context(db, config)
-    _refresh_billing_inventory(ctx, days)
+    _ingest(db, config, name="billing", kind="billing-inventory", days=days)
 
 
-def _refresh_billing_inventory(ctx: Context, days: int) -> int:
+def _refresh_billing_inventory(ctx: Context, days: int, source: str = "billing") -> InventoryResult:
     from finops.collectors.billing_inventory import inventory_from_billing
 
     def read() -> ResourceSnapshot:
@@ -398,11 +353,9 @@ def _refresh_billing_inventory(ctx: Context, days: int) -> int:
                 until=until,
             )
 
-    result = ctx.warehouse.refresh_inventory(
-        read, source="billing", collector="billing-inventory", uri="cost_resolved"
+    return ctx.warehouse.refresh_inventory(
+        read, source=source, collector="billing-inventory", uri="cost_resolved"
     )
-    console.print(f"[bold]billing[/]: {result.resources:,} resources ({result.new:,} new)")
-    return result.resources
 
 
 @ingest_app.command("aws-cur")
@@ -424,17 +377,11 @@ def ingest_aws_cur(
     config: ConfigOption = None,
 ) -> None:
     """Ingest AWS Cost and Usage Reports (CUR 2.0 or legacy; Parquet or CSV.gz) by manifest."""
-    from finops.collectors import aws_cur
+    from finops.collectors.aws_cur import default_source
 
-    ctx = _context(db, config)
-    _print_ingest(
-        ctx.warehouse.ingest_cost(
-            lambda: aws_cur.read_cur(location, export_name=export_name),
-            source=source or aws_cur.default_source(location, export_name),
-            collector="aws-cur",
-            uri=location,
-            force=force,
-        )
+    name = source or default_source(location, export_name)
+    _ingest(
+        db, config, name=name, kind="aws-cur", uri=location, export_name=export_name, force=force
     )
 
 
@@ -458,19 +405,17 @@ def ingest_gcp_billing(
     config: ConfigOption = None,
 ) -> None:
     """Ingest Google Cloud Billing's export (BigQuery table or files), replacing its invoice months."""
-    from finops.collectors import gcp_billing
-
     if (location is None) == (table is None):
         raise FinopsError("give either PATH or --table PROJECT.DATASET.TABLE")
-    ctx = _context(db, config)
-    if table:
-        read = partial(gcp_billing.read_gcp_export_table, table, months=month or None)
-    else:
-        read = partial(gcp_billing.read_gcp_export_files, location)
-    _print_ingest(
-        ctx.warehouse.ingest_cost(
-            read, source=source, collector="gcp-billing", uri=table or location or "", force=force
-        )
+    _ingest(
+        db,
+        config,
+        name=source,
+        kind="gcp-billing",
+        uri=location,
+        table=table,
+        months=tuple(month or ()),
+        force=force,
     )
 
 
@@ -490,25 +435,12 @@ def ingest_aws_ce(
     config: ConfigOption = None,
 ) -> None:
     """Ingest daily costs by tag and service from AWS Cost Explorer (for accounts without a CUR)."""
-    from finops.collectors.aws_ce import read_cost_explorer
-    from finops.periods import add_months
-
-    ctx = _context(db, config)
-    today = datetime.now(UTC).date()
     try:
-        first = date.fromisoformat(start) if start else add_months(today.replace(day=1), -2)
-        last = date.fromisoformat(end) if end else today
+        first = date.fromisoformat(start) if start else None
+        last = date.fromisoformat(end) if end else None
     except ValueError as exc:
         raise FinopsError(f"--start/--end: {exc} (use YYYY-MM-DD)") from None
-    key = tag_key or ctx.config.allocation.tag_key
-    _print_ingest(
-        ctx.warehouse.ingest_cost(
-            lambda: read_cost_explorer(start=first, end=last, tag_key=key),
-            source=source,
-            collector="aws-ce",
-            uri=f"aws-ce:{first}..{last}",
-        )
-    )
+    _ingest(db, config, name=source, kind="aws-ce", start=first, end=last, tag_key=tag_key)
 
 
 @ingest_app.command("aws-inventory")
@@ -527,18 +459,14 @@ def ingest_aws_inventory(
     config: ConfigOption = None,
 ) -> None:
     """Refresh the resource inventory from the EC2, Auto Scaling, EKS and SageMaker APIs."""
-    from finops.collectors.aws_inventory import read_aws_inventory
-
-    ctx = _context(db, config)
-    result = ctx.warehouse.refresh_inventory(
-        lambda: read_aws_inventory(regions=region, cluster_tag=cluster_tag, now=datetime.now(UTC)),
-        source=source,
-        collector="aws-inventory",
-        uri=f"aws:{','.join(region)}" if region else "aws",
+    _ingest(
+        db,
+        config,
+        name=source,
+        kind="aws-inventory",
+        regions=tuple(region or ()),
+        cluster_tag=cluster_tag,
     )
-    console.print(f"[bold]{source}[/]: {result.resources:,} resources ({result.new:,} new)")
-    for note in result.notes:
-        console.print(f"  note: {note}", soft_wrap=True)
 
 
 @agent_app.command("gpu")
@@ -596,7 +524,7 @@ def collect(
         started = time.perf_counter()
         try:
             with _aws_profile(source.aws_profile):
-                rows, billed = _collect_one(ctx, source)
+                rows, billed = _rows_and_billed(_run_source(ctx, _resolved(ctx, source)))
             status, error = "success", None
         except FinopsError as exc:
             rows, billed, status, error = None, None, "failed", str(exc).splitlines()[0]
@@ -616,6 +544,26 @@ def collect(
         raise typer.Exit(1)
 
 
+def _resolved(ctx: Context, source: SourceManifest) -> SourceManifest:
+    """A manifest's relative path is relative to the folder holding finops.yaml."""
+    location = source.uri
+    if not location or "://" in location or Path(location).is_absolute():
+        return source
+    return source.model_copy(update={"uri": str(ctx.config.base_dir / location)})
+
+
+def _rows_and_billed(result: SourceResult) -> tuple[int, Decimal | None]:
+    from finops.warehouse import GpuIngestResult, IngestResult
+
+    if result is None:
+        return 0, None
+    if isinstance(result, IngestResult):
+        return result.rows, result.billed_cost
+    if isinstance(result, GpuIngestResult):
+        return result.rows, None
+    return result.resources, None
+
+
 @contextmanager
 def _aws_profile(profile: str | None) -> Iterator[None]:
     """Use a named AWS profile for one source only (boto3 reads AWS_PROFILE)."""
@@ -633,73 +581,143 @@ def _aws_profile(profile: str | None) -> Iterator[None]:
             os.environ["AWS_PROFILE"] = previous
 
 
-def _collect_one(ctx: Context, source: SourceManifest) -> tuple[int, Decimal | None]:
-    """Run one declared source through its collector; return rows and billed cost."""
-    location = source.uri or ""
-    if location and "://" not in location and not Path(location).is_absolute():
-        location = str(ctx.config.base_dir / location)
-    wh, name, kind = ctx.warehouse, source.name, source.kind
-    if kind == "focus":
-        from finops.collectors.focus import read_focus
+def _source(**fields: Any) -> SourceManifest:
+    """A source given on the command line, validated as a manifest entry would be."""
+    from pydantic import ValidationError
 
-        result = wh.ingest_cost(
-            lambda: read_focus(location), source=name, collector=kind, uri=location
-        )
-        return result.rows, result.billed_cost
-    if kind == "aws-ce":
-        from finops.collectors.aws_ce import read_cost_explorer
-        from finops.periods import add_months
+    from finops.config import SourceManifest, describe_validation_error
 
-        today = datetime.now(UTC).date()
-        first = add_months(today.replace(day=1), -2)
-        key = source.tag_key or ctx.config.allocation.tag_key
-        result = wh.ingest_cost(
-            lambda: read_cost_explorer(start=first, end=today, tag_key=key),
-            source=name,
-            collector=kind,
-            uri=f"aws-ce:{first}..{today}",
-        )
-        return result.rows, result.billed_cost
-    if kind in ("aws-inventory", "billing-inventory"):
-        if kind == "billing-inventory":
-            return _refresh_billing_inventory(ctx, days=30), None
+    try:
+        return SourceManifest(**fields)
+    except ValidationError as exc:
+        raise FinopsError(describe_validation_error(exc, Path("command line"))) from None
+
+
+def _run_source(ctx: Context, source: SourceManifest) -> SourceResult:
+    """Run one source through its collector into the warehouse: the one place that wires
+    each kind of source, for `finops ingest ...` and `finops collect` alike."""
+    wh, name, kind, location = ctx.warehouse, source.name, source.kind, source.uri or ""
+    if kind in ("focus", "aws-cur", "gcp-billing", "aws-ce"):
+        read, uri = _cost_reader(ctx, source)
+        return wh.ingest_cost(read, source=name, collector=kind, uri=uri, force=source.force)
+    if kind == "billing-inventory":
+        return _refresh_billing_inventory(ctx, source.days, name)
+    if kind == "aws-inventory":
         from finops.collectors.aws_inventory import read_aws_inventory
 
-        inventory = wh.refresh_inventory(
-            lambda: read_aws_inventory(regions=list(source.regions) or None, now=datetime.now(UTC)),
+        regions = list(source.regions) or None
+        return wh.refresh_inventory(
+            lambda: read_aws_inventory(
+                regions=regions, cluster_tag=source.cluster_tag, now=datetime.now(UTC)
+            ),
             source=name,
             collector=kind,
-            uri="aws",
+            uri=f"aws:{','.join(regions)}" if regions else "aws",
         )
-        return inventory.resources, None
-    return _collect_gpu(ctx, source, location).rows, None
+    gpu_read = _gpu_reader(ctx, source)
+    if gpu_read is None:
+        return None
+    return wh.ingest_gpu(gpu_read, source=name, collector=kind, uri=location)
 
 
-def _collect_gpu(ctx: Context, source: SourceManifest, location: str) -> GpuIngestResult:
-    name, kind = source.name, source.kind
-    if kind == "dcgm":
+def _cost_reader(ctx: Context, source: SourceManifest) -> tuple[Callable[[], CostDelivery], str]:
+    location = source.uri or ""
+    if source.kind == "focus":
+        from finops.collectors.focus import read_focus
+
+        return partial(read_focus, location), location
+    if source.kind == "aws-cur":
+        from finops.collectors.aws_cur import read_cur
+
+        return partial(read_cur, location, export_name=source.export_name), location
+    if source.kind == "gcp-billing":
+        from finops.collectors import gcp_billing
+
+        if (source.table is None) == (not location):
+            raise FinopsError(f"source {source.name!r}: give either a path or a table, not both")
+        if source.table:
+            months = list(source.months) or None
+            return partial(
+                gcp_billing.read_gcp_export_table, source.table, months=months
+            ), source.table
+        return partial(gcp_billing.read_gcp_export_files, location), location
+    from finops.collectors.aws_ce import read_cost_explorer
+    from finops.periods import add_months
+
+    today = datetime.now(UTC).date()
+    first = source.start or add_months(today.replace(day=1), -2)
+    last = source.end or today
+    key = source.tag_key or ctx.config.allocation.tag_key
+    return partial(
+        read_cost_explorer, start=first, end=last, tag_key=key
+    ), f"aws-ce:{first}..{last}"
+
+
+def _gpu_reader(ctx: Context, source: SourceManifest) -> Callable[[], GpuDelivery] | None:
+    location = source.uri or ""
+    if source.kind == "dcgm":
         from finops.collectors.dcgm import scrape_dcgm
 
-        read: Callable[[], GpuDelivery] = partial(scrape_dcgm, location)
-    elif kind == "openmetrics":
+        return partial(scrape_dcgm, location)
+    if source.kind == "openmetrics":
         from finops.collectors.dcgm import read_openmetrics
 
-        read = partial(read_openmetrics, location)
-    elif kind == "nvidia-smi":
+        return partial(read_openmetrics, location)
+    if source.kind == "nvidia-smi":
         from finops.collectors.nvidia_smi import read_nvidia_smi
 
-        read = partial(read_nvidia_smi, location, time_zone=source.time_zone or "UTC")
-    elif kind == "gpu-spool":
+        zone = source.time_zone or "UTC"
+        return partial(read_nvidia_smi, location, time_zone=zone, host=source.host)
+    if source.kind == "gpu-spool":
         from finops.collectors.gpu_spool import read_gpu_spool
 
-        read = partial(read_gpu_spool, location)
-    else:
-        from finops.collectors.prometheus import parse_since, read_prometheus
+        return partial(read_gpu_spool, location)
+    from finops.collectors.prometheus import parse_since, read_prometheus, since_last
 
-        now = datetime.now(UTC)
-        start = now - parse_since(source.since or "1d")
-        read = partial(read_prometheus, location, start=start, end=now, selector=source.selector)
-    return ctx.warehouse.ingest_gpu(read, source=name, collector=kind, uri=location)
+    default_since = parse_since(source.since)
+    last = None
+    if ctx.warehouse.path.exists():
+        last = (
+            ctx.warehouse.query(
+                "SELECT max(ts) AS last FROM gpu_samples WHERE source = ?", [source.name]
+            )
+            .column("last")[0]
+            .as_py()
+        )
+    now = datetime.now(UTC)
+    start = since_last(last, default_since, now, step_s=source.step_s)
+    if start > now:
+        return None
+    return partial(
+        read_prometheus,
+        location,
+        start=start,
+        end=now,
+        step_s=source.step_s,
+        selector=source.selector,
+    )
+
+
+def _print_result(name: str, result: SourceResult) -> None:
+    from finops.warehouse import GpuIngestResult, IngestResult
+
+    if result is None:
+        console.print(f"[bold]{name}[/]: nothing new since the last run")
+    elif isinstance(result, IngestResult):
+        _print_ingest(result)
+    elif isinstance(result, GpuIngestResult):
+        _print_gpu_ingest(result)
+    else:
+        console.print(f"[bold]{name}[/]: {result.resources:,} resources ({result.new:,} new)")
+        for note in result.notes:
+            console.print(f"  note: {escape(note)}", soft_wrap=True)
+
+
+def _ingest(db: Path | None, config: Path | None, **fields: Any) -> None:
+    """`finops ingest KIND ...`: run the source the options describe and print the outcome."""
+    ctx = _context(db, config)
+    source = _source(**fields)
+    _print_result(source.name, _run_source(ctx, source))
 
 
 @app.command()
@@ -923,7 +941,7 @@ def demo(
     month_dir = files.aws_dir / files.restated_dir.name
     shutil.rmtree(month_dir)
     shutil.copytree(files.restated_dir, month_dir)
-    _refresh_billing_inventory(ctx, days=31 * months)
+    _print_result("billing", _refresh_billing_inventory(ctx, days=31 * months))
     metrics = str(files.gpu_openmetrics_dir)
     _print_gpu_ingest(
         ctx.warehouse.ingest_gpu(
@@ -1051,5 +1069,5 @@ def main() -> None:
     try:
         app()
     except FinopsError as exc:
-        errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

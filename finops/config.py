@@ -210,6 +210,8 @@ def resolve_db_path(config: Config, db_flag: Path | None = None) -> Path:
 
 SourceKind = Literal[
     "focus",
+    "aws-cur",
+    "gcp-billing",
     "aws-ce",
     "aws-inventory",
     "billing-inventory",
@@ -234,13 +236,32 @@ class SourceManifest(_Section):
     enabled: bool = True
     aws_profile: str | None = None
     """A named AWS profile (credentials stay in the SDK's own files, never here)."""
-    time_zone: str | None = None
-    """nvidia-smi: the hosts' clock."""
-    since: str | None = None
-    """prometheus: how far the first run goes back (30d)."""
-    selector: str = ""
-    regions: tuple[str, ...] = ()
+    force: bool = False
+    """Billing: accept a delivery covering fewer days than the data it replaces."""
+    export_name: str | None = None
+    """aws-cur: the export to read where the prefix holds several."""
+    table: str | None = None
+    """gcp-billing: the BigQuery export table PROJECT.DATASET.TABLE (instead of `uri` files)."""
+    months: tuple[str, ...] = ()
+    """gcp-billing: invoice months YYYYMM to read from the table (default: all)."""
+    start: date | None = None
+    end: date | None = None
+    """aws-ce: the days to read, [start, end) (default: from the 1st of two months ago)."""
     tag_key: str | None = None
+    """aws-ce: the tag to group by (default: allocation.tag_key)."""
+    regions: tuple[str, ...] = ()
+    cluster_tag: str = "cluster"
+    """aws-inventory: regions to read, and the tag naming a cluster outside EKS/ASG."""
+    days: int = 30
+    """billing-inventory: how many days of billing to derive it from."""
+    time_zone: str | None = None
+    host: str | None = None
+    """nvidia-smi: the hosts' clock, and a host name for every file."""
+    since: str = "30d"
+    step_s: float = 60
+    selector: str = ""
+    """prometheus: how far the first run goes back, seconds between readings, a label
+    matcher; later runs continue after the source's last stored sample."""
 
     @field_validator("uri", "aws_profile")
     @classmethod

@@ -88,16 +88,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import duckdb
-
 from finops.collectors.locations import LocalFiles, checksum, resolve, split_s3_uri
 from finops.collectors.scan import (
-    VALIDATION_MEMORY_LIMIT,
     Check,
     FileGroup,
     Layout,
     clean,
     group_by_layout,
+    scratch_database,
     sql_string,
     validate_groups,
 )
@@ -188,15 +186,11 @@ def read_cur(location: str, *, export_name: str | None = None) -> CostDelivery:
         manifests = _current_manifests(manifest_files, export_name)
         data, data_cleanup = _fetch_data_files(location, manifests)
         cleanups.append(data_cleanup)
-        conn = duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT})
-        try:
-            conn.execute("SET TimeZone = 'UTC'")
+        with scratch_database() as conn:
             groups = [
                 _plan_group(data, layout, files) for layout, files in group_by_layout(conn, data)
             ]
             periods, notes = validate_groups(conn, data, groups)
-        finally:
-            conn.close()
         delivered = LocalFiles(
             location,
             tuple(m.path for m in manifests) + data.files,

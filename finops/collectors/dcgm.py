@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
+from finops.collectors.scan import scratch_database
 from finops.errors import IngestError
 from finops.warehouse import GpuDelivery
 
@@ -107,17 +108,10 @@ def read_openmetrics(location: str) -> GpuDelivery:
     message then says what is wrong. Tests hold the two to the same output.
     """
     local = resolve(location, (".txt", ".om", ".openmetrics", ".prom"))
-    try:
-        conn = duckdb.connect(config={"memory_limit": "1GB"})
-        try:
+    with local.removed_on_error():
+        with scratch_database() as conn:
             table = _openmetrics_samples(conn, local)
-        finally:
-            conn.close()
         return _history_delivery(location, table, local.files, checksum(local), local.cleanup)
-    except BaseException:
-        if local.cleanup:
-            local.cleanup()
-        raise
 
 
 _SAMPLE_LINE = r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?[ \t]+([^ \t]+)(?:[ \t]+([^ \t]+))?[ \t]*$"

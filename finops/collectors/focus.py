@@ -25,17 +25,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-import duckdb
 import pycountry
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
 from finops.collectors.scan import (
-    VALIDATION_MEMORY_LIMIT,
     Check,
     FileGroup,
     Layout,
     clean,
     group_by_layout,
+    scratch_database,
     sql_string,
     validate_groups,
 )
@@ -63,25 +62,14 @@ _PERIOD_LIKE = re.compile(
 def read_focus(location: str) -> CostDelivery:
     """Resolve, validate and measure FOCUS files; the warehouse applies the delivery."""
     local = resolve(location, SUFFIXES)
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            digest = pool.submit(checksum, local)
-            # Validation only aggregates, so a modest cap keeps a large delivery's RSS low.
-            conn = duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT})
-            try:
-                conn.execute("SET TimeZone = 'UTC'")
-                groups = [
-                    _plan_group(local, layout, files)
-                    for layout, files in group_by_layout(conn, local)
-                ]
-                periods, notes = validate_groups(conn, local, groups)
-            finally:
-                conn.close()
-            delivery_sum = digest.result()
-    except BaseException:
-        if local.cleanup:
-            local.cleanup()
-        raise
+    with local.removed_on_error(), ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(checksum, local)
+        with scratch_database() as conn:
+            groups = [
+                _plan_group(local, layout, files) for layout, files in group_by_layout(conn, local)
+            ]
+            periods, notes = validate_groups(conn, local, groups)
+        delivery_sum = digest.result()
     extra = {name: sql_type for g in groups for name, sql_type in g.extra_columns.items()}
     return CostDelivery(
         uri=location,

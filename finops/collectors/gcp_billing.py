@@ -461,15 +461,10 @@ def _checks() -> list[_Check]:
 
 
 def _deliver(uri: str, local: LocalFiles) -> CostDelivery:
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            digest = pool.submit(checksum, local)
-            periods = _validate(local)
-            delivery_sum = digest.result()
-    except BaseException:
-        if local.cleanup:
-            local.cleanup()
-        raise
+    with local.removed_on_error(), ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(checksum, local)
+        periods = _validate(local)
+        delivery_sum = digest.result()
     return CostDelivery(
         uri=uri,
         files=local.files,

@@ -23,7 +23,7 @@ import duckdb
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
 from finops.collectors.problems import refuse
-from finops.collectors.scan import VALIDATION_MEMORY_LIMIT
+from finops.collectors.scan import scratch_database
 from finops.errors import IngestError
 from finops.warehouse import GpuDelivery
 from finops.warehouse.schema import GPU_SAMPLE_COLUMNS
@@ -38,19 +38,11 @@ _NON_NEGATIVE = ("mem_used_mib", "mem_total_mib", "power_w")
 def read_gpu_spool(location: str) -> GpuDelivery:
     """Resolve and validate spool files; the warehouse applies the delivery."""
     local = resolve(location, SUFFIXES)
-    try:
+    with local.removed_on_error():
         formats = _formats(local)
-        conn = duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT})
-        try:
-            conn.execute("SET TimeZone = 'UTC'")
+        with scratch_database() as conn:
             _validate(conn, local, formats)
-        finally:
-            conn.close()
         digest = checksum(local)
-    except BaseException:
-        if local.cleanup:
-            local.cleanup()
-        raise
     return GpuDelivery(
         uri=location,
         select_sql=" UNION ALL BY NAME ".join(f"({f.select_sql()})" for f in formats),

@@ -14,7 +14,8 @@ import glob
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,16 @@ class LocalFiles:
 
     def name(self, path: Path) -> str:
         return self.display_names.get(path, str(path))
+
+    @contextmanager
+    def removed_on_error(self) -> Iterator[None]:
+        """Delete downloaded copies if reading them fails (on success the delivery owns them)."""
+        try:
+            yield
+        except BaseException:
+            if self.cleanup:
+                self.cleanup()
+            raise
 
 
 def resolve(location: str, suffixes: Iterable[str]) -> LocalFiles:

@@ -48,11 +48,11 @@ import pyarrow as pa
 
 from finops.collectors.locations import LocalFiles, checksum, resolve
 from finops.collectors.problems import refuse
+from finops.collectors.scan import scratch_database
 from finops.errors import IngestError
 from finops.warehouse import GpuDelivery
 
 SUFFIXES = (".csv", ".csv.gz", ".log", ".txt")
-PARSE_MEMORY_LIMIT = "1GB"
 SAMPLES_TABLE = "nvidia_smi_samples"
 """The name the delivery's Arrow table is registered under in the warehouse."""
 
@@ -179,24 +179,16 @@ def read_nvidia_smi(
     `host`, when given, is the node of every sample, whatever the files say.
     """
     local = resolve(location, SUFFIXES)
-    try:
+    with local.removed_on_error():
         layouts = [_read_layout(local, path) for path in local.files]
-        conn = duckdb.connect(config={"memory_limit": PARSE_MEMORY_LIMIT})
-        try:
-            conn.execute("SET TimeZone = 'UTC'")
+        with scratch_database() as conn:
             _check_time_zone(conn, location, time_zone)
             _parse(conn, local, layouts)
             notes = _validate(conn, local, layouts)
             samples = conn.sql(
                 _SAMPLES_SQL, params={"tz": time_zone, "host": host}
             ).to_arrow_table()
-        finally:
-            conn.close()
         delivery_sum = checksum(local)
-    except BaseException:
-        if local.cleanup:
-            local.cleanup()
-        raise
     return GpuDelivery(
         uri=location,
         select_sql=f"SELECT * FROM {SAMPLES_TABLE}",

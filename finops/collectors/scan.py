@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +27,17 @@ from finops.warehouse import PeriodStats
 
 VALIDATION_MEMORY_LIMIT = "1GB"
 """Validation only aggregates, so a modest cap keeps a large delivery's memory low."""
+
+
+@contextmanager
+def scratch_database(**config: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB for reading files: capped memory, UTC, closed after use."""
+    conn = duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT, **config})
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        yield conn
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True)
