@@ -21,7 +21,12 @@ def write(folder: Path, text: str) -> Path:
 def test_repository_config_is_valid() -> None:
     config = load_config(REPO)
     assert config.allocation.tag_keys == ("team", "Team", "owner")
-    assert len(config.teams) >= 6
+    from finops.demo import DEMO_TEAMS
+
+    # The demo's finops.yaml names exactly the demo organisation's teams and cost centres.
+    assert [(t.name, t.cost_centre, t.business_unit) for t in config.teams] == [
+        (t.name, t.cost_centre, t.business_unit) for t in DEMO_TEAMS
+    ]
 
 
 def test_typo_in_a_key_is_an_error_naming_file_and_key(tmp_path: Path) -> None:
