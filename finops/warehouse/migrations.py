@@ -141,6 +141,58 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "Recommendations and their state history",
+        (
+            # One row per (policy, kind, resource): re-running the engine updates it in place.
+            """
+            CREATE TABLE recommendations (
+                rec_id VARCHAR PRIMARY KEY,
+                policy VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                resource_id VARCHAR NOT NULL,
+                resource_name VARCHAR,
+                provider VARCHAR,
+                account_id VARCHAR,
+                region VARCHAR,
+                cluster VARCHAR,
+                team VARCHAR,
+                owner VARCHAR,
+                action VARCHAR NOT NULL,
+                mode VARCHAR NOT NULL,
+                monthly_savings DECIMAL(38,10) NOT NULL,
+                currency VARCHAR NOT NULL,
+                confidence DOUBLE NOT NULL,
+                risk VARCHAR NOT NULL,
+                reason VARCHAR NOT NULL,
+                evidence JSON NOT NULL,
+                state VARCHAR NOT NULL,
+                state_reason VARCHAR,
+                state_by VARCHAR,
+                snoozed_until TIMESTAMPTZ,
+                active BOOLEAN NOT NULL,
+                first_seen_at TIMESTAMPTZ NOT NULL,
+                last_evaluated_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                applied_at TIMESTAMPTZ
+            )
+            """,
+            """
+            CREATE TABLE recommendation_history (
+                rec_id VARCHAR NOT NULL,
+                at TIMESTAMPTZ NOT NULL,
+                event VARCHAR NOT NULL,
+                from_state VARCHAR,
+                to_state VARCHAR NOT NULL,
+                actor VARCHAR NOT NULL,
+                reason VARCHAR,
+                monthly_savings DECIMAL(38,10),
+                evidence JSON
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
