@@ -181,7 +181,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """
             CREATE TABLE recommendation_history (
                 rec_id VARCHAR NOT NULL,
-                at TIMESTAMPTZ NOT NULL,
+                changed_at TIMESTAMPTZ NOT NULL,
                 event VARCHAR NOT NULL,
                 from_state VARCHAR,
                 to_state VARCHAR NOT NULL,
