@@ -100,6 +100,13 @@ class GpuSettings(_Section):
     """Another order for one GPU source (by source name), e.g. nvidia-smi: [resource_name]."""
 
 
+class PolicySettings(_Section):
+    folder: str = "policies"
+    """The policy pack: a folder of policy files, relative to finops.yaml."""
+    reopen_factor: Annotated[float, Field(ge=1)] = 1.5
+    """A dismissed recommendation re-opens only when its savings grow past this factor."""
+
+
 class Config(_Section):
     organisation: str = "My organisation"
     currency: str = "USD"
@@ -113,6 +120,7 @@ class Config(_Section):
     teams: tuple[Team, ...] = ()
     ingest: IngestSettings = IngestSettings()
     gpu: GpuSettings = GpuSettings()
+    policies: PolicySettings = PolicySettings()
 
     source_file: Path | None = Field(default=None, exclude=True)
     """The finops.yaml these settings came from; None when only defaults apply."""

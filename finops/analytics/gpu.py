@@ -36,6 +36,7 @@ GROUPINGS: dict[str, str] = {
     "cluster": "cluster",
     "team": "team",
     "node": "node",
+    "resource": "resource_id",
     "model": "model",
     "day": "strftime(hour, '%Y-%m-%d')",
     "hour": "strftime(hour, '%Y-%m-%d %H:00')",
@@ -118,8 +119,10 @@ def _team_name(
     return f"coalesce(CASE {value} {whens} END, {value})", params + pairs + params
 
 
-def _gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, list[object]]:
-    """One row per GPU-hour (or per team share of one) with its cluster, team and cost."""
+def gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, list[object]]:
+    """One row per GPU-hour (or per team share of one) with its cluster, team and cost:
+    hour, node, gpu_uuid, gpu_index, model, resource_id, cluster, team, gpu_hours,
+    mean_util_pct, idle, cost. `gpu_usage` groups it; policies read it directly."""
     cluster_tag, cluster_params = _first_tag(attribution.cluster_tag_keys)
     team_tag, team_tag_params = _first_tag(attribution.allocation.tag_keys)
     tag_team, tag_team_params = _team_name(team_tag, team_tag_params, attribution)
@@ -210,7 +213,7 @@ def gpu_usage(
     unknown = [g for g in groups if g not in GROUPINGS]
     if not groups or unknown:
         raise ConfigError(f"--by {by!r}: use one or more of {', '.join(GROUPINGS)}")
-    inner, params = _gpu_hours_sql(period, attribution)
+    inner, params = gpu_hours_sql(period, attribution)
     keys = ", ".join(f'{GROUPINGS[g]} AS "{g}"' for g in groups)
     names = ", ".join(f'"{g}"' for g in groups)
     sql = f"""
@@ -235,7 +238,7 @@ def unmatched_gpu_instances(
     conn: duckdb.DuckDBPyConnection, period: Period, attribution: GpuAttribution
 ) -> pa.Table:
     """Billed GPU instances (by instance type) that sent no GPU samples in the period."""
-    reporting, params = _gpu_hours_sql(period, attribution)
+    reporting, params = gpu_hours_sql(period, attribution)
     sql = f"""
         SELECT "ResourceId" AS resource_id, any_value("x_InstanceType") AS instance_type,
                any_value("ProviderName") AS provider, round(sum("EffectiveCost"), 2) AS cost
