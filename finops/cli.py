@@ -875,6 +875,279 @@ def gpu_command(
         emit(silent, fmt, title="Billed GPU instances that sent no samples")
 
 
+# --- policies and recommendations -------------------------------------------------------
+
+policies_app = typer.Typer(help="The policy pack: check and list policies.", no_args_is_help=True)
+app.add_typer(policies_app, name="policies")
+recommendations_app = typer.Typer(
+    help="Recommendations the policies found, and their state.", no_args_is_help=True
+)
+app.add_typer(recommendations_app, name="recommendations")
+
+ActorOption = Annotated[
+    str | None, typer.Option("--by", help="Who makes the change (default: $USER).")
+]
+NowOption = Annotated[
+    datetime | None,
+    typer.Option(help="Evaluate as of this time (UTC, ISO 8601); default: now.", hidden=True),
+]
+
+
+def _actor(by: str | None) -> str:
+    return by or os.environ.get("USER") or "cli"
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def _policy_paths(ctx: Context, paths: list[Path] | None) -> list[Path]:
+    from finops.policies.engine import policy_folder
+
+    return paths or [policy_folder(ctx.config)]
+
+
+@policies_app.command("validate")
+def policies_validate(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Policy files or folders (default: the pack).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check every policy file: errors name the file, line and key; exit status 2 if any."""
+    from finops.policies import validate_policies
+
+    ctx = _context(None, config)
+    loaded, problems = validate_policies(_policy_paths(ctx, paths))
+    for problem in problems:
+        errors.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
+    if problems:
+        raise SystemExit(2)
+    console.print(f"{len(loaded)} policies valid")
+
+
+@policies_app.command("list")
+def policies_list(
+    fmt: FormatOption = OutputFormat.table,
+    config: ConfigOption = None,
+) -> None:
+    """Every policy of the pack: kind, action, mode, schedule, owner and where it is written."""
+    import pyarrow as pa
+
+    from finops.policies import load_policies
+
+    ctx = _context(None, config)
+    rows = [
+        {
+            "name": p.policy.name,
+            "kind": p.policy.kind,
+            "action": p.policy.action,
+            "mode": p.policy.mode,
+            "enabled": p.policy.enabled,
+            "schedule": p.policy.schedule,
+            "owner": p.policy.owner,
+            "file": f"{p.path.name}:{p.line}",
+        }
+        for p in load_policies(_policy_paths(ctx, None))
+    ]
+    emit(pa.Table.from_pylist(rows), fmt, title="Policies")
+
+
+@app.command("recommend")
+def recommend_command(
+    policy: Annotated[str | None, typer.Option(help="Run only this policy.")] = None,
+    fmt: FormatOption = OutputFormat.table,
+    now: NowOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the policy engine and print what changed: new, updated, re-opened, resolved."""
+    import pyarrow as pa
+
+    from finops.policies import engine
+
+    ctx = _context(db, config)
+    evaluations, changes = engine.run(ctx.warehouse, ctx.config, _now(now), policy=policy)
+    table = pa.Table.from_pylist(
+        [
+            {
+                "event": c.event,
+                "policy": c.policy,
+                "id": c.rec_id,
+                "resource": c.resource_id,
+                "monthly_savings": c.monthly_savings,
+                "before": c.previous_savings,
+                "reason": c.reason,
+            }
+            for c in changes
+        ],
+        schema=pa.schema(
+            [
+                ("event", pa.string()),
+                ("policy", pa.string()),
+                ("id", pa.string()),
+                ("resource", pa.string()),
+                ("monthly_savings", pa.decimal128(38, 10)),
+                ("before", pa.decimal128(38, 10)),
+                ("reason", pa.string()),
+            ]
+        ),
+    )
+    if fmt is not OutputFormat.table:
+        emit(table, fmt)
+        return
+    shown = table.filter(pa.compute.not_equal(table["event"], "unchanged"))
+    emit(shown, fmt, title=f"Recommendations: {shown.num_rows} changed")
+    for evaluation in evaluations:
+        console.print(
+            f"[bold]{evaluation.policy.policy.name}[/] ({evaluation.policy.policy.kind}): "
+            f"{len(evaluation.findings)} found, {len(evaluation.passed_over)} passed over",
+            soft_wrap=True,
+        )
+
+
+@recommendations_app.command("list")
+def recommendations_list(
+    state: Annotated[
+        str | None, typer.Option(help="Only these states, comma-separated (open, accepted, ...).")
+    ] = None,
+    policy: Annotated[str | None, typer.Option(help="Only this policy's.")] = None,
+    team: Annotated[str | None, typer.Option(help="Only these teams', comma-separated.")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Include those the policies no longer find.")
+    ] = False,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Recommendations, largest monthly savings first."""
+    from finops.policies.store import list_recommendations, savings_totals
+
+    ctx = _context(db, config)
+    states = tuple(s.strip() for s in state.split(",")) if state else ()
+    teams = tuple(t.strip() for t in team.split(",")) if team else None
+    with ctx.warehouse.reader() as conn:
+        table = list_recommendations(
+            conn, states=states, policy=policy, teams=teams, active_only=not all_
+        )
+        totals = savings_totals(conn, teams=teams)
+    if fmt is OutputFormat.table:
+        table = table.select(
+            [
+                "rec_id",
+                "policy",
+                "resource_name",
+                "team",
+                "state",
+                "monthly_savings",
+                "confidence",
+                "risk",
+                "reason",
+            ]
+        )
+    emit(table, fmt, title="Recommendations")
+    if fmt is OutputFormat.table:
+        emit(totals, fmt, title="Monthly savings by state (each resource counted once)")
+
+
+@recommendations_app.command("show")
+def recommendations_show(
+    rec_id: Annotated[str, typer.Argument(help="The recommendation's id.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """One recommendation: its figures, evidence and history."""
+    from finops.policies.store import history, list_recommendations
+
+    ctx = _context(db, config)
+    with ctx.warehouse.reader() as conn:
+        rows = [
+            r
+            for r in list_recommendations(conn, active_only=False).to_pylist()
+            if r["rec_id"] == rec_id
+        ]
+        if not rows:
+            raise FinopsError(f"no recommendation {rec_id}")
+        past = history(conn, rec_id)
+    record = rows[0]
+    for key, value in record.items():
+        if key == "evidence":
+            value = json.dumps(json.loads(value), indent=2)
+        console.print(f"[bold]{key}[/]: {escape(_cell(value))}", soft_wrap=True)
+    emit(past, OutputFormat.table, title="History")
+
+
+def _change(
+    ids: list[str], to_state: str, by: str | None, db: Path | None, config: Path | None, **kw: Any
+) -> None:
+    from finops.policies.store import change_state
+
+    ctx = _context(db, config)
+    for rid in ids:
+        row = change_state(
+            ctx.warehouse, rid, to_state, actor=_actor(by), now=datetime.now(UTC), **kw
+        )
+        console.print(
+            f"{rid}: {row['state']} ({escape(row['resource_name'] or row['resource_id'])})"
+        )
+
+
+@recommendations_app.command("accept")
+def recommendations_accept(
+    ids: Annotated[list[str], typer.Argument(help="Recommendation ids.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    by: ActorOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Accept recommendations: `finops apply --apply` may then act on them."""
+    _change(ids, "accepted", by, db, config, reason=reason)
+
+
+@recommendations_app.command("snooze")
+def recommendations_snooze(
+    ids: Annotated[list[str], typer.Argument(help="Recommendation ids.")],
+    until: Annotated[datetime, typer.Option(help="Until when (date or time, UTC).")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    by: ActorOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Snooze recommendations until a date: nothing acts on them meanwhile."""
+    _change(ids, "snoozed", by, db, config, reason=reason, until=_now(until))
+
+
+@recommendations_app.command("dismiss")
+def recommendations_dismiss(
+    ids: Annotated[list[str], typer.Argument(help="Recommendation ids.")],
+    reason: Annotated[str, typer.Option(help="Why: required, kept in the history.")],
+    by: ActorOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Dismiss recommendations; they re-open only if their savings grow past the factor."""
+    _change(ids, "dismissed", by, db, config, reason=reason)
+
+
+@recommendations_app.command("savings")
+def recommendations_savings(
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Estimated savings by state, and realised savings of applied recommendations."""
+    from finops.policies.store import realised_savings, savings_totals
+
+    ctx = _context(db, config)
+    with ctx.warehouse.reader() as conn:
+        totals = savings_totals(conn)
+        realised = realised_savings(conn, datetime.now(UTC))
+    emit(totals, fmt, title="Estimated monthly savings (each resource counted once)")
+    emit(realised, fmt, title="Realised savings of applied recommendations (monthly)")
+
+
 @export_app.command("focus")
 def export_focus_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],

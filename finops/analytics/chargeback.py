@@ -173,3 +173,18 @@ def period_total(
         params,
     ).fetchall()
     return dict(rows)
+
+
+def team_from_tags(
+    tags: dict[str, str], allocation: AllocationSettings, teams: tuple[Team, ...]
+) -> str | None:
+    """The team one tag map belongs to, by the same rules as the charge-back's SQL: the
+    first allocation tag present, its value normalised, a team alias mapped to its name."""
+    value = next((tags[key] for key in allocation.tag_keys if tags.get(key)), None)
+    if value is None:
+        return None
+    value = _normalise(value, allocation)
+    for team in teams:
+        if value in {_normalise(alias, allocation) for alias in (team.name, *team.aliases)}:
+            return team.name
+    return value

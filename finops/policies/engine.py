@@ -6,7 +6,7 @@ write transaction per policy. `now` is always passed in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -62,6 +62,7 @@ def evaluate(
         )
         for loaded in policies:
             spec = kind(loaded.policy.kind)
+            ctx = replace(ctx, policy_dir=loaded.path.parent)
             findings: list[Finding] = []
             passed_over: list[str] = []
             for decision in spec.evaluate(ctx, loaded.policy, loaded.params):

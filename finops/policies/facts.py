@@ -134,7 +134,10 @@ def cluster_targets(
             extra["cluster"] = owner_cluster
         if kind == "gce-instance":
             parts = resource_id.split("/")
-            extra = {"project": parts[parts.index("projects") + 1], "zone": parts[parts.index("zones") + 1]}
+            extra = {
+                "project": parts[parts.index("projects") + 1],
+                "zone": parts[parts.index("zones") + 1],
+            }
         targets.append(
             Target(
                 provider="aws" if provider == "AWS" else "gcp",

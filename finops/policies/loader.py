@@ -7,7 +7,7 @@ mapped back to those lines. A typo in a key is an error, never ignored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,14 @@ def _line(lines: dict[Location, int], loc: Location) -> int:
     return 1
 
 
-def _problems(exc: ValidationError, path: Path, lines: dict[Location, int], base: Location):
+def _problems(
+    exc: ValidationError,
+    path: Path,
+    lines: dict[Location, int],
+    base: Location,
+    name: str | None = None,
+) -> Iterator[Problem]:
+    """One problem per pydantic error, at its line, keyed from the policy's name if known."""
     for error in exc.errors():
         loc = (*base, *error["loc"])
         message = (
@@ -65,7 +72,8 @@ def _problems(exc: ValidationError, path: Path, lines: dict[Location, int], base
             if error["type"] == "extra_forbidden"
             else error["msg"]
         )
-        key = ".".join(str(part) for part in loc) or "(top level)"
+        shown = (name, *loc[2:]) if name and loc[:1] == ("policies",) else loc
+        key = ".".join(str(part) for part in shown) or "(top level)"
         yield Problem(path, _line(lines, loc), key, message)
 
 
@@ -97,15 +105,20 @@ def read_policy_file(path: Path) -> tuple[list[LoadedPolicy], list[Problem]]:
     problems: list[Problem] = []
     for index, item in enumerate(raw):
         at: Location = ("policies", index)
+        name = item.get("name") if isinstance(item, dict) else None
         try:
             policy = Policy.model_validate(item)
         except ValidationError as exc:
-            problems.extend(_problems(exc, path, lines, at))
+            problems.extend(
+                _problems(exc, path, lines, at, name if isinstance(name, str) else None)
+            )
             continue
         try:
             spec = find_kind(policy.kind)
         except PolicyError as exc:
-            problems.append(Problem(path, _line(lines, (*at, "kind")), f"{policy.name}.kind", str(exc)))
+            problems.append(
+                Problem(path, _line(lines, (*at, "kind")), f"{policy.name}.kind", str(exc))
+            )
             continue
         if policy.action not in spec.actions:
             problems.append(
@@ -121,7 +134,7 @@ def read_policy_file(path: Path) -> tuple[list[LoadedPolicy], list[Problem]]:
         try:
             params = spec.params.model_validate(policy.params)
         except ValidationError as exc:
-            problems.extend(_problems(exc, path, lines, (*at, "params")))
+            problems.extend(_problems(exc, path, lines, (*at, "params"), policy.name))
             continue
         loaded.append(LoadedPolicy(policy, params, path, _line(lines, at)))
     return loaded, problems

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -40,6 +41,14 @@ class Context:
     now: datetime
     attribution: GpuAttribution
     calendar: WorkCalendar
+    policy_dir: Path | None = None
+    """The folder of the policy file being evaluated: its relative paths start there."""
+
+    def team(self, tags: dict[str, str]) -> str | None:
+        """The team these tags give, by charge-back's rules (aliases, normalisation)."""
+        from finops.analytics.chargeback import team_from_tags
+
+        return team_from_tags(tags, self.config.allocation, self.config.teams)
 
 
 Evaluate = Callable[["Context", "Policy", Any], list["Decision"]]
@@ -59,8 +68,10 @@ KINDS: dict[str, Kind] = {}
 
 
 def register(
-    name: str, params: type[KindParams], *, actions: tuple[str, ...] = ("notify",)
+    name: str, params: type[KindParams], *, actions: tuple[str, ...] = ()
 ) -> Callable[[Evaluate], Evaluate]:
+    """Register a kind; `actions` are what the runner may do besides notifying people."""
+
     def decorate(evaluate: Evaluate) -> Evaluate:
         if name in KINDS:
             raise PolicyError(f"policy kind {name!r} is registered twice")

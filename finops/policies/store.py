@@ -123,12 +123,11 @@ def save_findings(
             before = existing.get(rid)
             event, state, state_reason = reconcile(before, finding, now, reopen_factor)
             savings = finding.monthly_savings.quantize(Decimal("0.0000000001"))
-            if event != "unchanged" or before is None:
-                _write(conn, rid, p, finding, savings, state, state_reason, before, now, currency)
-            else:
+            _write(conn, rid, p, finding, savings, state, state_reason, before, now, currency)
+            if event == "unchanged":
                 conn.execute(
-                    "UPDATE recommendations SET last_evaluated_at = ?, evidence = ? WHERE rec_id = ?",
-                    [now, _evidence(finding), rid],
+                    "UPDATE recommendations SET updated_at = ? WHERE rec_id = ?",
+                    [before["updated_at"], rid],
                 )
             if event in ("created", "reopened", "snooze-ended", "updated"):
                 _history(
@@ -380,4 +379,3 @@ def realised_savings(conn: duckdb.DuckDBPyConnection, now: datetime) -> pa.Table
         """,
         params=[now, DAYS_PER_MONTH],
     ).to_arrow_table()
-

@@ -216,7 +216,7 @@ def evaluate(ctx: Context, policy: Policy, params: IdleClusterParams) -> list[De
             cluster=cluster.cluster,
             resource_ids=cluster.instance_ids,
             environment=cluster.tags.get("env"),
-            team=cluster.tags.get(ctx.config.allocation.tag_key),
+            team=ctx.team(cluster.tags),
             tags=cluster.tags,
         )
         targets = cluster_targets(ctx, cluster.cluster, list(cluster.instance_ids), policy.action)

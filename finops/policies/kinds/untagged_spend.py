@@ -76,7 +76,19 @@ def evaluate(ctx: Context, policy: Policy, params: UntaggedSpendParams) -> list[
         ctx.conn.unregister("policy_billed")
 
     decisions: list[Decision] = []
-    for account, name, provider, service, region, cost, currency, count, top, owner, share in groups:
+    for (
+        account,
+        name,
+        provider,
+        service,
+        region,
+        cost,
+        currency,
+        count,
+        top,
+        owner,
+        share,
+    ) in groups:
         monthly = window.monthly(cost)
         label = f"{service} in {name or account}"
         if monthly < params.min_monthly_cost:
@@ -85,9 +97,7 @@ def evaluate(ctx: Context, policy: Policy, params: UntaggedSpendParams) -> list[
             )
             continue
         likely = owner if owner and share >= params.min_owner_share else None
-        guess = (
-            f"; likely {likely} ({share:.0%} of the account's tagged usage)" if likely else ""
-        )
+        guess = f"; likely {likely} ({share:.0%} of the account's tagged usage)" if likely else ""
         reason = (
             f"{label}: {monthly:,.2f} {currency} a month of usage on {count} resource(s) "
             f"carries no {allocation.tag_key} tag{guess}"
@@ -112,7 +122,7 @@ def evaluate(ctx: Context, policy: Policy, params: UntaggedSpendParams) -> list[
                         "tag_keys": list(allocation.tag_keys),
                     },
                     action=policy.action,
-                    subject=Subject(provider=provider, account=account, region=region),
+                    subject=Subject(provider=provider, account=account, region=region, team=likely),
                     owner=likely,
                     billed_resource_ids=tuple(top or ()),
                 )
