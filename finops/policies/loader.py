@@ -130,7 +130,10 @@ def read_policy_file(path: Path) -> tuple[list[LoadedPolicy], list[Problem]]:
                 )
             )
             continue
-        problems.extend(_check_schedule(policy, path, _line(lines, (*at, "schedule"))))
+        bad_schedule = _check_schedule(policy, path, _line(lines, (*at, "schedule")))
+        if bad_schedule:
+            problems.extend(bad_schedule)
+            continue
         try:
             params = spec.params.model_validate(policy.params)
         except ValidationError as exc:

@@ -314,7 +314,7 @@ def list_recommendations(
 def history(conn: duckdb.DuckDBPyConnection, rid: str) -> pa.Table:
     return conn.sql(
         "SELECT changed_at, event, from_state, to_state, actor, reason, monthly_savings "
-        "FROM recommendation_history WHERE rec_id = ? ORDER BY changed_at, event",
+        "FROM recommendation_history WHERE rec_id = ? ORDER BY changed_at, rowid",
         params=[rid],
     ).to_arrow_table()
 
