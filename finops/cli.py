@@ -523,8 +523,7 @@ def collect(
     for source in sources:
         started = time.perf_counter()
         try:
-            with _aws_profile(source.aws_profile):
-                rows, billed = _rows_and_billed(_run_source(ctx, _resolved(ctx, source)))
+            rows, billed = _rows_and_billed(collect_source(ctx, source))
             status, error = "success", None
         except FinopsError as exc:
             rows, billed, status, error = None, None, "failed", str(exc).splitlines()[0]
@@ -542,6 +541,13 @@ def collect(
     emit(pa.Table.from_pylist(report), fmt, title="Collected")
     if any(r["status"] == "failed" for r in report):
         raise typer.Exit(1)
+
+
+def collect_source(ctx: Context, source: SourceManifest) -> SourceResult:
+    """Run a declared source as `finops collect` and the scheduler do: with its AWS
+    profile, its relative path taken from the folder holding finops.yaml."""
+    with _aws_profile(source.aws_profile):
+        return _run_source(ctx, _resolved(ctx, source))
 
 
 def _resolved(ctx: Context, source: SourceManifest) -> SourceManifest:
@@ -1146,6 +1152,72 @@ def recommendations_savings(
         realised = realised_savings(conn, datetime.now(UTC))
     emit(totals, fmt, title="Estimated monthly savings (each resource counted once)")
     emit(realised, fmt, title="Realised savings of applied recommendations (monthly)")
+
+
+# --- scheduler ---------------------------------------------------------------------------
+
+scheduler_app = typer.Typer(
+    help="The daemon that runs collectors, policies and actions on their schedules.",
+    no_args_is_help=True,
+)
+app.add_typer(scheduler_app, name="scheduler")
+
+
+@scheduler_app.command("list")
+def scheduler_list(
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Every job the configuration declares, with its next run and its last one."""
+    import pyarrow as pa
+
+    from finops.scheduler import build_jobs, last_runs
+
+    ctx = _context(db, config)
+    now = datetime.now(UTC)
+    last = last_runs(ctx.warehouse)
+    rows = [
+        {
+            "job": spec.job_id,
+            "schedule": f"{spec.cron} ({spec.time_zone})",
+            "next_run": spec.next_window(now),
+            "last_window": last.get(spec.job_id, (None, None))[0],
+            "last_status": last.get(spec.job_id, (None, None))[1],
+            "what": spec.description,
+        }
+        for spec in build_jobs(ctx.config, ctx.warehouse)
+    ]
+    emit(pa.Table.from_pylist(rows), fmt, title="Scheduler jobs")
+
+
+@scheduler_app.command("run")
+def scheduler_run(
+    once: Annotated[
+        str | None, typer.Option("--once", help="Run this one job now, then exit.")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the daemon (until SIGTERM), or one job now with --once JOB."""
+    import logging
+
+    from finops.scheduler import build_jobs, run_job, serve
+
+    ctx = _context(db, config)
+    jobs = build_jobs(ctx.config, ctx.warehouse)
+    if once is None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        console.print(f"scheduler: {len(jobs)} jobs on {ctx.warehouse.path}; SIGTERM stops it")
+        serve(ctx.warehouse, jobs)
+        return
+    chosen = [spec for spec in jobs if spec.job_id == once]
+    if not chosen:
+        raise FinopsError(f"no job {once!r}: `finops scheduler list` shows them")
+    status = run_job(ctx.warehouse, chosen[0], datetime.now(UTC), trigger="manual")
+    console.print(f"{once}: {status}")
+    if status == "failed":
+        raise typer.Exit(1)
 
 
 @export_app.command("focus")

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from finops.cron import cron_trigger
 from finops.errors import PolicyError
 from finops.policies.model import LoadedPolicy, Policy, PolicyFile
 from finops.policies.registry import kind as find_kind
@@ -144,10 +145,8 @@ def read_policy_file(path: Path) -> tuple[list[LoadedPolicy], list[Problem]]:
 
 
 def _check_schedule(policy: Policy, path: Path, line: int) -> list[Problem]:
-    from apscheduler.triggers.cron import CronTrigger
-
     try:
-        CronTrigger.from_crontab(policy.schedule, timezone=policy.time_zone or "UTC")
+        cron_trigger(policy.schedule, policy.time_zone or "UTC")
     except (ValueError, LookupError) as exc:
         return [Problem(path, line, f"{policy.name}.schedule", f"not a cron expression: {exc}")]
     return []

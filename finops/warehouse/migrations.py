@@ -193,6 +193,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        9,
+        "Scheduler job runs",
+        (
+            # One row per run of a scheduler job: the window it ran for (`scheduled_for`) is
+            # what lets a restarted daemon make up a missed window once, and only once.
+            """
+            CREATE TABLE job_runs (
+                job_id VARCHAR NOT NULL,
+                scheduled_for TIMESTAMPTZ NOT NULL,
+                started_at TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ,
+                status VARCHAR NOT NULL,
+                trigger VARCHAR NOT NULL,
+                detail VARCHAR,
+                error VARCHAR,
+                PRIMARY KEY (job_id, scheduled_for)
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
