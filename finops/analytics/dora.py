@@ -187,8 +187,8 @@ def dora(
             LEFT JOIN previous_deploy p USING (incident_id)
         ),
         groups AS (
-            SELECT {key("e")} AS key, min(e.at) AS first_at FROM (
-                SELECT service, team, finished_at AS at FROM deploys
+            SELECT {key("e")} AS key, min(e.seen_at) AS first_at FROM (
+                SELECT service, team, finished_at AS seen_at FROM deploys
                 UNION ALL SELECT service, team, created_at FROM incident_rows
             ) e GROUP BY ALL
         ),
