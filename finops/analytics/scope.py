@@ -49,7 +49,7 @@ def quarters(
 
 
 def buckets_table(buckets: list[Period]) -> pa.Table:
-    """The buckets as rows: label, UTC start and end instants, days, position."""
+    """The buckets as rows: label, position, UTC start and end instants, days, first and next day."""
     stamp = pa.timestamp("us", tz="UTC")
     return pa.table(
         {
@@ -58,6 +58,8 @@ def buckets_table(buckets: list[Period]) -> pa.Table:
             "start_ts": pa.array([b.start_ts for b in buckets], stamp),
             "end_ts": pa.array([b.end_ts for b in buckets], stamp),
             "days": [(b.end - b.start).days for b in buckets],
+            "start_day": pa.array([b.start for b in buckets], pa.date32()),
+            "end_day": pa.array([b.end for b in buckets], pa.date32()),
         }
     )
 
