@@ -1379,11 +1379,14 @@ def dora_command(
 def roi_command(
     period: PeriodOption,
     by: Annotated[str, typer.Option(help="project (the project tag) or team.")] = "project",
+    payback: Annotated[
+        bool, typer.Option(help="Show optimisation projects' payback vs the hurdle rate instead.")
+    ] = False,
     fmt: FormatOption = OutputFormat.table,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Cost vs value per project (or team) and quarter, unit costs, optimisation payback."""
+    """Cost vs value per project (or team) and quarter, unit costs; or optimisation payback."""
     from finops.analytics.roi import roi
 
     if by not in ("project", "team"):
@@ -1401,13 +1404,12 @@ def roi_command(
             cost_basis=ctx.config.allocation.cost_basis,
             hurdle_rate=scorecard.hurdle_rate,
         )
+    if payback:
+        hurdle = f"{scorecard.hurdle_rate:.0%}"
+        emit(report.payback, fmt, title=f"Optimisation payback, {period} (hurdle {hurdle} a year)")
+        return
     basis = ctx.config.allocation.cost_basis
     emit(report.returns, fmt, title=f"ROI by {by}, {period} ({basis} cost)")
-    emit(
-        report.payback,
-        fmt,
-        title=f"Optimisation payback (hurdle {scorecard.hurdle_rate:.0%} a year)",
-    )
     if fmt is OutputFormat.table:
         for note in report.notes:
             console.print(f"note: {escape(note)}", soft_wrap=True)
@@ -1416,43 +1418,57 @@ def roi_command(
 @app.command("quality")
 def quality_command(
     period: PeriodOption,
-    trend: Annotated[bool, typer.Option(help="Also list every version's scores.")] = False,
+    show: Annotated[
+        str, typer.Option(help="latest (scores per model), regressions, or trend (every version).")
+    ] = "latest",
     fmt: FormatOption = OutputFormat.table,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Each model's latest scores as of the period's end, and regressions between versions."""
+    """Each model's latest scores as of the period's end, its regressions, or every version's."""
     from finops.analytics.quality import model_quality
 
+    if show not in ("latest", "regressions", "trend"):
+        raise FinopsError(f"--show {show!r}: use latest, regressions or trend")
     ctx = _context(db, config)
     chosen = ctx.period(period)
     with ctx.warehouse.reader() as conn:
         report = model_quality(conn, chosen, tolerance=ctx.config.scorecard.regression_tolerance)
-    emit(report.latest, fmt, title=f"Model quality as of the end of {chosen.label}")
-    emit(report.regressions, fmt, title=f"Regressions between versions in {chosen.label}")
-    if trend:
+    if show == "latest":
+        emit(report.latest, fmt, title=f"Model quality as of the end of {chosen.label}")
+    elif show == "regressions":
+        emit(report.regressions, fmt, title=f"Regressions between versions in {chosen.label}")
+    else:
         emit(report.trend, fmt, title=f"Scores per version, {chosen.label}")
 
 
 @app.command("process-health")
 def process_health_command(
     period: PeriodOption,
+    show: Annotated[
+        str, typer.Option(help="oncall (pages and MTTR per team) or adoption.")
+    ] = "oncall",
     fmt: FormatOption = OutputFormat.table,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """On-call load and MTTR per team, and framework adoption, per quarter."""
+    """On-call load and MTTR per team, or framework adoption, per quarter."""
     from finops.analytics.process import adoption, oncall_load
     from finops.analytics.scope import TeamMapping
 
+    if show not in ("oncall", "adoption"):
+        raise FinopsError(f"--show {show!r}: use oncall or adoption")
     ctx = _context(db, config)
     buckets = _quarters(ctx, period)
-    with ctx.warehouse.reader() as conn:
-        load = oncall_load(conn, buckets, TeamMapping.from_config(ctx.config))
-        adopted = adoption(conn, buckets, adopted_stage=ctx.config.scorecard.adopted_stage)
-    emit(load, fmt, title=f"On-call load and MTTR, {period}")
     stage = ctx.config.scorecard.adopted_stage
-    emit(adopted, fmt, title=f"Framework adoption (passed {stage!r}), {period}")
+    with ctx.warehouse.reader() as conn:
+        if show == "oncall":
+            table = oncall_load(conn, buckets, TeamMapping.from_config(ctx.config))
+            title = f"On-call load and MTTR, {period}"
+        else:
+            table = adoption(conn, buckets, adopted_stage=stage)
+            title = f"Framework adoption (passed {stage!r}), {period}"
+    emit(table, fmt, title=title)
 
 
 def main() -> None:

@@ -134,8 +134,9 @@ def dora(
     """The four keys per bucket (quarter) and group, with their bands.
 
     A group appears in every bucket from the first one in which it has a production
-    deployment or an incident, so a quarter without deployments shows 0 (band low) and
-    no lead time or failure rate rather than disappearing.
+    deployment or an unlinked incident (a linked one counts under its deployment's), so
+    a quarter without deployments shows 0 (band low) and no lead time or failure rate
+    rather than disappearing.
     """
     deploy_joins, deploy_team = team_sql("d")
     incident_joins, incident_team = team_sql("i")
@@ -189,7 +190,7 @@ def dora(
         groups AS (
             SELECT {key("e")} AS key, min(e.seen_at) AS first_at FROM (
                 SELECT service, team, finished_at AS seen_at FROM deploys
-                UNION ALL SELECT service, team, created_at FROM incident_rows
+                UNION ALL SELECT service, team, created_at FROM linked WHERE deploy_id IS NULL
             ) e GROUP BY ALL
         ),
         grid AS (
