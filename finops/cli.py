@@ -1410,6 +1410,412 @@ def status(
         emit(overlaps, fmt, title="Overlapping sources (double counting avoided)")
 
 
+# --- delivery and quality events, and the scorecard ---------------------------------------
+
+event_app = typer.Typer(
+    help="Record one delivery or quality event (from a CI/CD pipeline or by hand).",
+    no_args_is_help=True,
+)
+app.add_typer(event_app, name="event")
+
+SpoolOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Append the checked event to DIR/events-YYYY-MM-DD.jsonl instead of opening the "
+        "warehouse (for hosts without it); `finops ingest events DIR` loads them later."
+    ),
+]
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _record_event(
+    kind: str, values: dict[str, Any], spool: Path | None, db: Path | None, config: Path | None
+) -> None:
+    """Check one event like a file's, then store it (or spool it) and say what happened."""
+    from finops.collectors.events import Fiscal, event_from_options, spool_line
+
+    ctx = _context(db, config)
+    fiscal = Fiscal(ctx.config.fiscal_year_start_month, ctx.config.fiscal_year_label)
+    delivery = event_from_options(kind, values, time_zone=ctx.config.time_zone, fiscal=fiscal)
+    ((name, table),) = delivery.tables.items()
+    event_id = table.column(0)[0].as_py()
+    if spool is not None:
+        spool.mkdir(parents=True, exist_ok=True)
+        target = spool / f"events-{datetime.now(UTC):%Y-%m-%d}.jsonl"
+        # One write of one line in append mode, so concurrent jobs never interleave a line.
+        with target.open("a", encoding="utf-8") as handle:
+            handle.write(spool_line(delivery))
+        console.print(f"spooled {name} {escape(str(event_id))} to {target}")
+        return
+    result = ctx.warehouse.ingest_events(
+        lambda: delivery, source="events", collector="event-command", uri=f"finops event {name}"
+    )
+    state = "new" if result.new.get(name) else "updated"
+    console.print(f"stored {name} {escape(str(event_id))} ({state})")
+
+
+@event_app.command("deploy")
+def event_deploy(
+    deploy_id: Annotated[str, typer.Option("--id", help="The deployment's id, e.g. the CI run.")],
+    service: Annotated[str, typer.Option(help="The service or model deployed.")],
+    env: Annotated[str, typer.Option("--env", help="Environment, e.g. prod.")],
+    result: Annotated[str, typer.Option(help="success, failure or cancelled.")],
+    sha: Annotated[
+        list[str] | None, typer.Option("--sha", help="A commit it ships (repeat for several).")
+    ] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    started_at: Annotated[str | None, typer.Option(help="ISO 8601 time.")] = None,
+    finished_at: Annotated[str | None, typer.Option(help="ISO 8601 time (default: now).")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A deployment: `finops event deploy --id 981 --service ranker --sha abc --env prod --result success`."""
+    values = {
+        "deploy_id": deploy_id,
+        "service": service,
+        "team": team,
+        "environment": env,
+        "result": result,
+        "started_at": started_at,
+        "finished_at": finished_at or _now_text(),
+        "commit_shas": sha or [],
+    }
+    _record_event("deploy", values, spool, db, config)
+
+
+@event_app.command("change")
+def event_change(
+    sha: Annotated[str, typer.Option(help="The commit.")],
+    committed_at: Annotated[str, typer.Option(help="ISO 8601 time of the commit.")],
+    service: Annotated[str | None, typer.Option(help="The service it changes.")] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A commit and its time: lead time for changes runs from it to its production deploy."""
+    values = {"sha": sha, "committed_at": committed_at, "service": service, "team": team}
+    _record_event("change", values, spool, db, config)
+
+
+@event_app.command("incident")
+def event_incident(
+    incident_id: Annotated[str, typer.Option("--id", help="The incident's id.")],
+    service: Annotated[str, typer.Option(help="The service affected.")],
+    created_at: Annotated[str | None, typer.Option(help="ISO 8601 (default: now).")] = None,
+    resolved_at: Annotated[str | None, typer.Option(help="ISO 8601, once resolved.")] = None,
+    caused_by_deploy: Annotated[str | None, typer.Option(help="The deploy that caused it.")] = None,
+    caused_by_sha: Annotated[str | None, typer.Option(help="The commit that caused it.")] = None,
+    severity: Annotated[str | None, typer.Option(help="e.g. SEV2.")] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """An incident; send it again with --resolved-at when it is over."""
+    values = {
+        "incident_id": incident_id,
+        "service": service,
+        "team": team,
+        "severity": severity,
+        "created_at": created_at or _now_text(),
+        "resolved_at": resolved_at,
+        "caused_by_deploy": caused_by_deploy,
+        "caused_by_sha": caused_by_sha,
+    }
+    _record_event("incident", values, spool, db, config)
+
+
+@event_app.command("evaluation")
+def event_evaluation(
+    model: Annotated[str, typer.Option(help="The model.")],
+    version: Annotated[str, typer.Option(help="Its version.")],
+    dataset: Annotated[str, typer.Option(help="The evaluation dataset.")],
+    precision: Annotated[float | None, typer.Option(help="0-1.")] = None,
+    recall: Annotated[float | None, typer.Option(help="0-1.")] = None,
+    calibration_error: Annotated[float | None, typer.Option(help="0-1, e.g. ECE.")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="A custom metric NAME=VALUE (repeat for several).")
+    ] = None,
+    evaluated_at: Annotated[str | None, typer.Option(help="ISO 8601 (default: now).")] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A model version's scores on a dataset."""
+    metrics: dict[str, Any] = {}
+    for item in metric or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise FinopsError(f"--metric {item!r}: write NAME=VALUE, e.g. auc=0.93")
+        try:
+            metrics[name.strip()] = float(value)
+        except ValueError:
+            raise FinopsError(f"--metric {item!r}: {value.strip()!r} is not a number") from None
+    values = {
+        "model": model,
+        "version": version,
+        "dataset": dataset,
+        "team": team,
+        "precision": precision,
+        "recall": recall,
+        "calibration_error": calibration_error,
+        "metrics": metrics or None,
+        "evaluated_at": evaluated_at or _now_text(),
+    }
+    _record_event("evaluation", values, spool, db, config)
+
+
+@event_app.command("page")
+def event_page(
+    page_id: Annotated[str, typer.Option("--id", help="The page's id.")],
+    service: Annotated[str, typer.Option(help="The service that paged.")],
+    paged_at: Annotated[str | None, typer.Option(help="ISO 8601 (default: now).")] = None,
+    acknowledged_at: Annotated[str | None, typer.Option(help="ISO 8601.")] = None,
+    resolved_at: Annotated[str | None, typer.Option(help="ISO 8601.")] = None,
+    incident: Annotated[str | None, typer.Option(help="The incident it belongs to.")] = None,
+    team: Annotated[str | None, typer.Option(help="The team paged.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """An on-call page."""
+    values = {
+        "page_id": page_id,
+        "service": service,
+        "team": team,
+        "paged_at": paged_at or _now_text(),
+        "acknowledged_at": acknowledged_at,
+        "resolved_at": resolved_at,
+        "incident_id": incident,
+    }
+    _record_event("page", values, spool, db, config)
+
+
+@event_app.command("adoption")
+def event_adoption(
+    project: Annotated[str, typer.Option(help="The project.")],
+    stage: Annotated[str, typer.Option(help="The framework stage gate it passed.")],
+    passed_at: Annotated[str | None, typer.Option(help="ISO 8601 (default: now).")] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A project passing a framework stage gate."""
+    values = {
+        "project": project,
+        "team": team,
+        "stage": stage,
+        "passed_at": passed_at or _now_text(),
+    }
+    _record_event("adoption", values, spool, db, config)
+
+
+@event_app.command("kpi")
+def event_kpi(
+    period: PeriodOption,
+    metric: Annotated[str, typer.Option(help="e.g. revenue_lift, predictions.")],
+    value: Annotated[str, typer.Option(help="The figure (money in --currency, or a count).")],
+    currency: Annotated[str | None, typer.Option(help="ISO 4217, for money.")] = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            help="value, engineering_cost, realised_savings or count (known metrics: implied)."
+        ),
+    ] = None,
+    project: Annotated[str | None, typer.Option(help="The model or project.")] = None,
+    team: Annotated[str | None, typer.Option(help="The team.")] = None,
+    note: Annotated[str | None, typer.Option(help="Where the figure comes from.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A business KPI input for a period (value, engineering cost, realised savings, count)."""
+    values = {
+        "period": period,
+        "team": team,
+        "project": project,
+        "metric": metric,
+        "category": category,
+        "value": value,
+        "currency": currency,
+        "note": note,
+    }
+    _record_event("kpi", values, spool, db, config)
+
+
+@ingest_app.command("events")
+def ingest_events(
+    location: Annotated[
+        str, typer.Argument(help="CSV / JSON-lines event files: a file, folder, glob or s3://.")
+    ],
+    kind: Annotated[
+        str | None,
+        typer.Option(help="The events every file holds (default: from file names or records)."),
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source name.")] = "events",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Load delivery and quality events (deploys, changes, incidents, ...), upserted by id."""
+    from finops.collectors.events import Fiscal, read_events
+
+    ctx = _context(db, config)
+    fiscal = Fiscal(ctx.config.fiscal_year_start_month, ctx.config.fiscal_year_label)
+    result = ctx.warehouse.ingest_events(
+        lambda: read_events(location, kind=kind, time_zone=ctx.config.time_zone, fiscal=fiscal),
+        source=source,
+        collector="events",
+        uri=location,
+    )
+    stored = ", ".join(
+        f"{result.stored[k]:,} {k} ({result.new[k]:,} new)" for k in sorted(result.stored)
+    )
+    console.print(f"[bold]{source}[/]: {stored or 'no events'} in {result.seconds:.2f} s")
+    for note in result.notes:
+        console.print(f"  note: {escape(note)}", soft_wrap=True)
+
+
+def _quarters(ctx: Context, period: str) -> list[Period]:
+    from finops.analytics.scope import quarters
+
+    return quarters(
+        ctx.period(period),
+        fiscal_year_start_month=ctx.config.fiscal_year_start_month,
+        fiscal_year_label=ctx.config.fiscal_year_label,
+    )
+
+
+@app.command("dora")
+def dora_command(
+    period: PeriodOption,
+    by: Annotated[str, typer.Option(help="team, service or organisation.")] = "team",
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """DORA's four keys per quarter and team, with performance bands (scorecard.dora_bands)."""
+    from finops.analytics.dora import DeliveryScope, dora, load_bands
+
+    if by not in ("team", "service", "organisation"):
+        raise FinopsError(f"--by {by!r}: use team, service or organisation")
+    ctx = _context(db, config)
+    report = ctx.config.scorecard.dora_bands
+    with ctx.warehouse.reader() as conn:
+        table = dora(
+            conn,
+            _quarters(ctx, period),
+            load_bands(report),
+            by=by,  # type: ignore[arg-type]
+            scope=DeliveryScope.from_config(ctx.config),
+            team=team,
+        )
+    emit(table, fmt, title=f"DORA four keys, {period} (bands: State of DevOps {report})")
+
+
+@app.command("roi")
+def roi_command(
+    period: PeriodOption,
+    by: Annotated[str, typer.Option(help="project (the project tag) or team.")] = "project",
+    payback: Annotated[
+        bool, typer.Option(help="Show optimisation projects' payback vs the hurdle rate instead.")
+    ] = False,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Cost vs value per project (or team) and quarter, unit costs; or optimisation payback."""
+    from finops.analytics.roi import roi
+
+    if by not in ("project", "team"):
+        raise FinopsError(f"--by {by!r}: use project or team")
+    ctx = _context(db, config)
+    scorecard = ctx.config.scorecard
+    with ctx.warehouse.reader() as conn:
+        report = roi(
+            conn,
+            _quarters(ctx, period),
+            allocation=ctx.config.allocation,
+            teams=ctx.config.teams,
+            by=by,  # type: ignore[arg-type]
+            project_tag_key=scorecard.project_tag_key,
+            cost_basis=ctx.config.allocation.cost_basis,
+            hurdle_rate=scorecard.hurdle_rate,
+        )
+    if payback:
+        hurdle = f"{scorecard.hurdle_rate:.0%}"
+        emit(report.payback, fmt, title=f"Optimisation payback, {period} (hurdle {hurdle} a year)")
+        return
+    basis = ctx.config.allocation.cost_basis
+    emit(report.returns, fmt, title=f"ROI by {by}, {period} ({basis} cost)")
+    if fmt is OutputFormat.table:
+        for note in report.notes:
+            console.print(f"note: {escape(note)}", soft_wrap=True)
+
+
+@app.command("quality")
+def quality_command(
+    period: PeriodOption,
+    show: Annotated[
+        str, typer.Option(help="latest (scores per model), regressions, or trend (every version).")
+    ] = "latest",
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Each model's latest scores as of the period's end, its regressions, or every version's."""
+    from finops.analytics.quality import model_quality
+
+    if show not in ("latest", "regressions", "trend"):
+        raise FinopsError(f"--show {show!r}: use latest, regressions or trend")
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    with ctx.warehouse.reader() as conn:
+        report = model_quality(conn, chosen, tolerance=ctx.config.scorecard.regression_tolerance)
+    if show == "latest":
+        emit(report.latest, fmt, title=f"Model quality as of the end of {chosen.label}")
+    elif show == "regressions":
+        emit(report.regressions, fmt, title=f"Regressions between versions in {chosen.label}")
+    else:
+        emit(report.trend, fmt, title=f"Scores per version, {chosen.label}")
+
+
+@app.command("process-health")
+def process_health_command(
+    period: PeriodOption,
+    show: Annotated[
+        str, typer.Option(help="oncall (pages and MTTR per team) or adoption.")
+    ] = "oncall",
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """On-call load and MTTR per team, or framework adoption, per quarter."""
+    from finops.analytics.process import adoption, oncall_load
+    from finops.analytics.scope import TeamMapping
+
+    if show not in ("oncall", "adoption"):
+        raise FinopsError(f"--show {show!r}: use oncall or adoption")
+    ctx = _context(db, config)
+    buckets = _quarters(ctx, period)
+    stage = ctx.config.scorecard.adopted_stage
+    with ctx.warehouse.reader() as conn:
+        if show == "oncall":
+            table = oncall_load(conn, buckets, TeamMapping.from_config(ctx.config))
+            title = f"On-call load and MTTR, {period}"
+        else:
+            table = adoption(conn, buckets, adopted_stage=stage)
+            title = f"Framework adoption (passed {stage!r}), {period}"
+    emit(table, fmt, title=title)
+
+
 def main() -> None:
     try:
         app()

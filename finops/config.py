@@ -107,6 +107,25 @@ class PolicySettings(_Section):
     """A dismissed recommendation re-opens only when its savings grow past this factor."""
 
 
+class ScorecardSettings(_Section):
+    """The balanced scorecard: DORA bands, ROI hurdle rate, and how delivery events are read."""
+
+    dora_bands: Literal["2021", "2023", "2024"] = "2024"
+    """Which State of DevOps report's performance table bands the DORA figures."""
+    hurdle_rate: Annotated[float, Field(ge=0)] = 0.15
+    """Annual return an optimisation project must reach (0.15 = 15% a year)."""
+    production_environments: tuple[str, ...] = ("prod", "production")
+    """Deployments to these environments (any casing) are production deployments."""
+    service_teams: dict[str, str] = {}
+    """The team of each service or model, for events that do not name their team."""
+    project_tag_key: str = "project"
+    """The cost tag naming the model or project that ROI charges the cost to."""
+    regression_tolerance: Annotated[float, Field(ge=0)] = 0.01
+    """A model version regresses when a score worsens by more than this (absolute)."""
+    adopted_stage: str = "production"
+    """The framework stage gate a project must pass to count as having adopted it."""
+
+
 class Config(_Section):
     organisation: str = "My organisation"
     currency: str = "USD"
@@ -121,6 +140,8 @@ class Config(_Section):
     ingest: IngestSettings = IngestSettings()
     gpu: GpuSettings = GpuSettings()
     policies: PolicySettings = PolicySettings()
+
+    scorecard: ScorecardSettings = ScorecardSettings()
 
     source_file: Path | None = Field(default=None, exclude=True)
     """The finops.yaml these settings came from; None when only defaults apply."""

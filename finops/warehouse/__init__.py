@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from finops.config import Config, resolve_db_path
 from finops.warehouse.connection import connect
+from finops.warehouse.events import EventDelivery, EventIngestResult, run_event_ingest
 from finops.warehouse.gpu import GpuDelivery, GpuIngestResult, run_gpu_ingest
 from finops.warehouse.ingest import CostDelivery, IngestResult, Overlap, PeriodStats, run_ingest
 from finops.warehouse.inventory import InventoryResult, ResourceSnapshot, run_inventory_refresh
@@ -22,6 +23,8 @@ from finops.warehouse.prices import PriceList, store_prices
 
 __all__ = [
     "CostDelivery",
+    "EventDelivery",
+    "EventIngestResult",
     "GpuDelivery",
     "GpuIngestResult",
     "IngestResult",
@@ -120,6 +123,14 @@ class Warehouse:
     ) -> InventoryResult:
         """Upsert the resources `read()` saw, keeping when each was first and last seen."""
         return run_inventory_refresh(
+            self._writer_factory, read, source=source, collector=collector, uri=uri
+        )
+
+    def ingest_events(
+        self, read: Callable[[], EventDelivery], *, source: str, collector: str, uri: str
+    ) -> EventIngestResult:
+        """Upsert delivery and quality events by their ids (a resent event replaces itself)."""
+        return run_event_ingest(
             self._writer_factory, read, source=source, collector=collector, uri=uri
         )
 

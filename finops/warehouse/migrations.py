@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from finops.warehouse.events import event_tables_ddl
 from finops.warehouse.schema import GPU_SAMPLE_COLUMNS, RESOURCE_COLUMNS, cost_table_ddl
 
 
@@ -192,6 +193,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
         ),
+    ),
+    Migration(
+        7,
+        "Delivery and quality events: deployments, changes, incidents, model evaluations, "
+        "on-call pages, framework adoption and business KPI inputs",
+        event_tables_ddl(),
     ),
     Migration(
         9,
