@@ -2,7 +2,7 @@
 
 Daily spend is the Usage charges (credits, tax and fees arrive monthly and would look like
 spikes) per UTC day of ChargePeriodStart, per team (the allocation tag, else
-`(unallocated)`) and service, with days without spend counted as zero. For each day, the
+`(unallocated)`) and service; a day without spend after the series' first counts as zero. For each day, the
 baseline is the steadiest of the four weeks before it (the full 7-day window with the
 smallest standard deviation; the most recent on a tie), so last week's spike does not hide
 today's. A day is an anomaly when its spend is more than `threshold` (3) standard deviations
@@ -70,8 +70,10 @@ def detect_anomalies(
         ),
         grid AS (
             SELECT k.team, k.service, k.currency, CAST(d.day AS DATE) AS day
-            FROM (SELECT DISTINCT team, service, currency FROM daily) k
+            FROM (SELECT team, service, currency, min(day) AS first_day FROM daily GROUP BY ALL) k
             CROSS JOIN (SELECT unnest(generate_series(CAST(? AS DATE), CAST(? AS DATE), INTERVAL 1 DAY)) AS day) d
+            -- Days before a series' first spend are not zeros: its history starts there.
+            WHERE CAST(d.day AS DATE) >= k.first_day
         ),
         dense AS (
             SELECT g.*, coalesce(d.cost, 0) AS cost

@@ -57,11 +57,13 @@ def invoice_tieout(
                 FROM cost_resolved c WHERE {where}
                 GROUP BY ALL
             ),
-            latest_runs AS (
-                SELECT source, unnest(periods) AS month_start,
-                       arg_max(notes, started_at) AS notes
+            run_months AS (
+                SELECT source, unnest(periods) AS month_start, notes, started_at
                 FROM ingest_runs WHERE status = 'success'
-                GROUP BY ALL
+            ),
+            latest_runs AS (
+                SELECT source, month_start, arg_max(notes, started_at) AS notes
+                FROM run_months GROUP BY ALL
             ),
             months AS (
                 SELECT provider, billing_account, month_start,
