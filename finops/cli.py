@@ -758,6 +758,17 @@ def chargeback_command(
             help="Cost basis: billed (invoice) or effective (amortised); default from finops.yaml."
         ),
     ] = None,
+    allocate: Annotated[
+        bool | None,
+        typer.Option(
+            "--allocate/--no-allocate",
+            help="Apply finops.yaml's shared-cost rules (default: on for --by team, "
+            "cost-centre or business-unit).",
+        ),
+    ] = None,
+    grain: Annotated[
+        str, typer.Option(help="With allocation: one row set per month, quarter or period.")
+    ] = "period",
     fmt: FormatOption = OutputFormat.table,
     db: DbOption = None,
     config: ConfigOption = None,
@@ -772,6 +783,11 @@ def chargeback_command(
             raise FinopsError(f"--cost {cost!r}: use billed or effective")
         basis = "billed" if cost == "billed" else "effective"
     chosen = ctx.period(period)
+    if allocate is not False and by in ("team", "cost-centre", "business-unit"):
+        _allocated_chargeback(ctx, chosen, by, grain, basis, fmt)
+        return
+    if allocate:
+        raise FinopsError(f"--allocate groups by team, cost-centre or business-unit, not {by!r}")
     dims = parse_dimensions(by, ctx.config.allocation, ctx.config.teams)
     with ctx.warehouse.reader() as conn:
         table = chargeback(
@@ -1814,6 +1830,317 @@ def process_health_command(
             table = adoption(conn, buckets, adopted_stage=stage)
             title = f"Framework adoption (passed {stage!r}), {period}"
     emit(table, fmt, title=title)
+
+
+# --- analytics: allocation, scorecard, forecast, anomalies, budgets, invoices, FX ----------
+
+
+def _basis(ctx: Context, cost: str | None) -> Any:
+    if cost is None:
+        return ctx.config.allocation.cost_basis
+    if cost not in ("billed", "effective"):
+        raise FinopsError(f"--cost {cost!r}: use billed or effective")
+    return cost
+
+
+CostOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Cost basis: billed (invoice) or effective (amortised); default from finops.yaml."
+    ),
+]
+
+
+def _allocated_chargeback(
+    ctx: Context, chosen: Period, by: str, grain: str, basis: Any, fmt: OutputFormat
+) -> None:
+    from finops.analytics.chargeback import Allocation, allocate, allocation_coverage
+
+    if grain not in ("month", "quarter", "period"):
+        raise FinopsError(f"--grain {grain!r}: use month, quarter or period")
+    allocation = Allocation.from_config(ctx.config)
+    with ctx.warehouse.reader() as conn:
+        table = allocate(conn, chosen, allocation, by=by, grain=grain, cost=basis)  # type: ignore[arg-type]
+        coverage = allocation_coverage(conn, chosen, allocation, grain=grain, cost=basis)  # type: ignore[arg-type]
+    footer = None
+    if fmt is OutputFormat.table and grain == "period" and table.num_rows:
+        (bucket,) = coverage.to_pylist()
+        footer = [
+            "Total",
+            "",
+            "",
+            f"{bucket['direct']:,.2f}",
+            f"{bucket['shared'] + bucket['idle']:,.2f}",
+            f"{bucket['bill']:,.2f}",
+            "100.00",
+        ]
+    emit(
+        table.drop_columns(["exact_cost"]),
+        fmt,
+        title=f"Charge-back {chosen.label} ({basis} cost) by {by}, shared cost allocated, "
+        f"in {allocation.reporting_currency}",
+        footer=footer,
+    )
+    if fmt is OutputFormat.table:
+        emit(
+            coverage.select(
+                ["period", "bill", "direct", "shared", "idle", "unallocated", "coverage_pct"]
+            ),
+            fmt,
+            title="Allocation coverage (share of the bill attributed directly)",
+        )
+
+
+@app.command("scorecard")
+def scorecard_command(
+    period: PeriodOption,
+    team: Annotated[str | None, typer.Option(help="One team's cost KPIs.")] = None,
+    cost: CostOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """FinOps KPIs for a period against finops.yaml's kpi_targets (green / amber / red)."""
+    from finops.analytics.chargeback import Allocation
+    from finops.analytics.kpis import finops_kpis
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    with ctx.warehouse.reader() as conn:
+        table = finops_kpis(
+            conn,
+            chosen,
+            Allocation.from_config(ctx.config),
+            ctx.config.kpi_targets,
+            team=team,
+            cost=_basis(ctx, cost),
+        )
+    emit(table, fmt, title=f"FinOps scorecard {chosen.label}" + (f", {team}" if team else ""))
+
+
+@app.command("forecast")
+def forecast_command(
+    period: PeriodOption,
+    as_of: Annotated[
+        str | None, typer.Option(help="Forecast as of this day, YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+    cost: CostOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Spend per team to the end of a month or quarter, with an 80% interval, and the
+    variance of the forecast made at the period's start."""
+    from finops.analytics.chargeback import Allocation
+    from finops.analytics.forecast import forecast, forecast_variance
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    now = _as_of(as_of)
+    allocation = Allocation.from_config(ctx.config)
+    basis = _basis(ctx, cost)
+    with ctx.warehouse.reader() as conn:
+        table = forecast(conn, chosen, allocation, now=now, cost=basis)
+        variance = forecast_variance(conn, chosen, allocation, cost=basis)
+    emit(table, fmt, title=f"Forecast {chosen.label} as of {now:%Y-%m-%d} (80% interval)")
+    if fmt is OutputFormat.table:
+        emit(variance, fmt, title=f"{chosen.label}: forecast made at its start vs actual")
+
+
+def _as_of(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise FinopsError(f"--as-of {text!r}: use a date, YYYY-MM-DD") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+anomalies_app = typer.Typer(
+    help="Daily spend far above its last stable week, per team and service.",
+    no_args_is_help=True,
+)
+app.add_typer(anomalies_app, name="anomalies")
+
+
+@anomalies_app.command("detect")
+def anomalies_detect(
+    period: PeriodOption,
+    threshold: Annotated[float, typer.Option(help="Standard deviations above the baseline.")] = 3.0,
+    min_increase: Annotated[
+        float, typer.Option(help="Ignore rises smaller than this (reporting currency).")
+    ] = 0.0,
+    cost: CostOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check every day of the period and store what is found (open until acknowledged)."""
+    from finops.analytics.anomalies import detect_anomalies
+    from finops.analytics.chargeback import Allocation
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    last = min(chosen.end, datetime.now(UTC).date() + timedelta(days=1)) - timedelta(days=1)
+    with ctx.warehouse.reader() as conn:
+        found = detect_anomalies(
+            conn,
+            chosen.start,
+            last,
+            Allocation.from_config(ctx.config),
+            threshold=threshold,
+            min_increase=min_increase,
+            cost=_basis(ctx, cost),
+        )
+    stored = ctx.warehouse.store_anomalies(
+        found, first_day=chosen.start, last_day=last, now=datetime.now(UTC)
+    )
+    shown = found.drop_columns(["drivers"]) if fmt is OutputFormat.table else found
+    emit(shown, fmt, title=f"Anomalies {chosen.start}..{last}: {stored} stored")
+
+
+@anomalies_app.command("list")
+def anomalies_list(
+    state: Annotated[str, typer.Option(help="open, acknowledged or all.")] = "open",
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Stored anomalies, newest first, with what drove them."""
+    from finops.analytics.anomalies import list_anomalies
+
+    if state not in ("open", "acknowledged", "all"):
+        raise FinopsError(f"--state {state!r}: use open, acknowledged or all")
+    ctx = _context(db, config)
+    with ctx.warehouse.reader() as conn:
+        table = list_anomalies(conn, state)
+    emit(table, fmt, title=f"Anomalies ({state})")
+
+
+@anomalies_app.command("ack")
+def anomalies_ack(
+    anomaly_id: Annotated[str, typer.Argument(help="The id (or its first 6+ characters).")],
+    by: Annotated[str, typer.Option(help="Who acknowledges it.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Acknowledge an anomaly: it leaves the open list."""
+    ctx = _context(db, config)
+    ctx.warehouse.acknowledge_anomaly(anomaly_id, by=by, now=datetime.now(UTC))
+    console.print(f"acknowledged {escape(anomaly_id)} by {escape(by)}")
+
+
+@app.command("budgets")
+def budgets_command(
+    period: PeriodOption,
+    as_of: Annotated[
+        str | None, typer.Option(help="As of this day, YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+    cost: CostOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Budgets against actual and forecast spend; exits 1 when a forecast overruns one."""
+    from finops.analytics.budgets import budget_status
+    from finops.analytics.chargeback import Allocation
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    with ctx.warehouse.reader() as conn:
+        table = budget_status(
+            conn,
+            chosen,
+            Allocation.from_config(ctx.config),
+            ctx.config.budgets,
+            now=_as_of(as_of),
+            cost=_basis(ctx, cost),
+        )
+    emit(table, fmt, title=f"Budgets {chosen.label}")
+    if table.num_rows and {"over", "overrun"} & set(table["status"].to_pylist()):
+        raise typer.Exit(1)
+
+
+@app.command("invoices")
+def invoices_command(
+    period: PeriodOption,
+    invoiced: Annotated[
+        Path | None,
+        typer.Option(help="CSV of the invoices' own totals (columns InvoiceId, amount)."),
+    ] = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Billed totals per invoice and month, each month estimated or final (and why)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from finops.analytics.invoices import invoice_tieout
+
+    ctx = _context(db, config)
+    expected = None
+    if invoiced is not None:
+        read = pacsv.read_csv(
+            invoiced,
+            convert_options=pacsv.ConvertOptions(
+                column_types={"InvoiceId": pa.string(), "amount": pa.decimal128(38, 10)}
+            ),
+        )
+        if not {"InvoiceId", "amount"} <= set(read.column_names):
+            raise FinopsError(f"{invoiced}: needs the columns InvoiceId and amount")
+        expected = pa.table({"invoice_id": read["InvoiceId"], "amount": read["amount"]})
+    chosen = ctx.period(period)
+    with ctx.warehouse.reader() as conn:
+        table = invoice_tieout(conn, chosen, now=datetime.now(UTC), expected=expected)
+    emit(table.drop_columns(["exact_billed"]), fmt, title=f"Invoices {chosen.label}")
+
+
+fx_app = typer.Typer(help="Exchange rates into the reporting currency.", no_args_is_help=True)
+app.add_typer(fx_app, name="fx")
+
+
+@fx_app.command("load")
+def fx_load(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Store finops.yaml's fx.rates and fx.rates_file in the warehouse (replacing them)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    ctx = _context(db, config)
+    fx = ctx.config.fx
+    inline = pa.table(
+        {
+            "from_currency": pa.array([r.from_currency for r in fx.rates], pa.string()),
+            "to_currency": pa.array([r.to_currency for r in fx.rates], pa.string()),
+            "rate_date": pa.array([r.date for r in fx.rates], pa.date32()),
+            "rate": pa.array([r.rate for r in fx.rates], pa.decimal128(38, 10)),
+        }
+    )
+    stored = ctx.warehouse.store_fx_rates("finops.yaml", inline)
+    console.print(f"finops.yaml: {stored} rate(s)")
+    if fx.rates_file is not None:
+        path = fx.rates_file if fx.rates_file.is_absolute() else ctx.config.base_dir / fx.rates_file
+        try:
+            read = pacsv.read_csv(
+                path,
+                convert_options=pacsv.ConvertOptions(
+                    column_types={"date": pa.date32(), "rate": pa.decimal128(38, 10)}
+                ),
+            )
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise FinopsError(f"{path} (fx.rates_file): {exc}") from None
+        if not {"from", "to", "date", "rate"} <= set(read.column_names):
+            raise FinopsError(f"{path} (fx.rates_file): needs the columns from, to, date, rate")
+        table = pa.table(
+            {
+                "from_currency": read["from"],
+                "to_currency": read["to"],
+                "rate_date": read["date"],
+                "rate": read["rate"],
+            }
+        )
+        console.print(f"{path}: {ctx.warehouse.store_fx_rates(str(path), table)} rate(s)")
 
 
 def main() -> None:

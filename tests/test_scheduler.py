@@ -99,9 +99,12 @@ def test_a_run_left_running_by_a_killed_daemon_is_marked_abandoned(tmp_path: Pat
 
 def test_two_daemons_on_one_warehouse_are_refused(tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path / "wh.duckdb")
-    with daemon_lock(warehouse), pytest.raises(FinopsError, match="another scheduler"):
-        with daemon_lock(warehouse):
-            pass
+    with (
+        daemon_lock(warehouse),
+        pytest.raises(FinopsError, match="another scheduler"),
+        daemon_lock(warehouse),
+    ):
+        pass
     with daemon_lock(warehouse):  # released with the first
         pass
 

@@ -201,6 +201,43 @@ MIGRATIONS: tuple[Migration, ...] = (
         event_tables_ddl(),
     ),
     Migration(
+        8,
+        "Spend anomalies (open / acknowledged) and FX rates",
+        (
+            # One row per (day, team, service): detecting again updates it in place.
+            """
+            CREATE TABLE anomalies (
+                anomaly_id VARCHAR PRIMARY KEY,
+                detected_at TIMESTAMPTZ NOT NULL,
+                day DATE NOT NULL,
+                team VARCHAR NOT NULL,
+                service VARCHAR NOT NULL,
+                currency VARCHAR NOT NULL,
+                actual DECIMAL(38,10) NOT NULL,
+                baseline_mean DECIMAL(38,10) NOT NULL,
+                baseline_std DECIMAL(38,10) NOT NULL,
+                baseline_start DATE NOT NULL,
+                z DOUBLE NOT NULL,
+                drivers JSON NOT NULL,
+                state VARCHAR NOT NULL,
+                acknowledged_by VARCHAR,
+                acknowledged_at TIMESTAMPTZ,
+                UNIQUE (day, team, service)
+            )
+            """,
+            """
+            CREATE TABLE fx_rates (
+                from_currency VARCHAR NOT NULL,
+                to_currency VARCHAR NOT NULL,
+                rate_date DATE NOT NULL,
+                rate DECIMAL(38,10) NOT NULL,
+                source VARCHAR NOT NULL,
+                PRIMARY KEY (source, from_currency, to_currency, rate_date)
+            )
+            """,
+        ),
+    ),
+    Migration(
         9,
         "Scheduler job runs",
         (
