@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
@@ -52,6 +53,31 @@ class Schedule:
     def describe(self) -> str:
         days = ",".join(WEEKDAY_NAMES[d] for d in self.days)
         return f"run {days} {self.start:%H:%M}-{self.stop:%H:%M} {self.time_zone}, stop otherwise"
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Schedule:
+        """The schedule a recommendation's evidence holds (see `as_json`)."""
+        return cls(
+            days=tuple(WEEKDAY_NAMES.index(str(d)) for d in data["days"]),  # type: ignore[union-attr]
+            start=time.fromisoformat(str(data["start"])),
+            stop=time.fromisoformat(str(data["stop"])),
+            time_zone=str(data["time_zone"]),
+        )
+
+    def desired_state(self, now: datetime, holidays: set[date]) -> tuple[str, str]:
+        """`running` or `stopped` at `now`, and why: the state to converge to, whenever the
+        check runs (as AWS Instance Scheduler does), not only at the exact minute."""
+        local = now.astimezone(ZoneInfo(self.time_zone))
+        if local.date() in holidays:
+            return "stopped", f"{local:%Y-%m-%d} is a holiday"
+        if local.weekday() not in self.days:
+            return "stopped", f"{WEEKDAY_NAMES[local.weekday()]} is outside the schedule"
+        if not self.start <= local.time() < self.stop:
+            return (
+                "stopped",
+                f"{local:%H:%M} {self.time_zone} is outside {self.start:%H:%M}-{self.stop:%H:%M}",
+            )
+        return "running", f"{local:%a %H:%M} {self.time_zone} is inside the schedule"
 
     def as_json(self) -> dict[str, object]:
         return {
