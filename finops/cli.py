@@ -1748,6 +1748,7 @@ def roi_command(
     config: ConfigOption = None,
 ) -> None:
     """Cost vs value per project (or team) and quarter, unit costs; or optimisation payback."""
+    from finops.analytics.chargeback import Allocation
     from finops.analytics.roi import roi
 
     if by not in ("project", "team"):
@@ -1764,6 +1765,7 @@ def roi_command(
             project_tag_key=scorecard.project_tag_key,
             cost_basis=ctx.config.allocation.cost_basis,
             hurdle_rate=scorecard.hurdle_rate,
+            sharing=Allocation.from_config(ctx.config),
         )
     if payback:
         hurdle = f"{scorecard.hurdle_rate:.0%}"

@@ -9,10 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from finops.analytics.chargeback import Allocation
 from finops.analytics.roi import roi
 from finops.collectors.events import read_events
 from finops.collectors.focus import read_focus
-from finops.config import AllocationSettings
+from finops.config import AllocationSettings, SharedCostRule
 from finops.periods import parse_period
 from finops.warehouse import Warehouse
 from tests.conftest import row, write_csv
@@ -138,3 +139,30 @@ def test_no_cost_and_no_inputs_in_a_quarter_gives_no_rows(loaded: Warehouse) -> 
     assert report.returns.num_rows == 0
     assert report.payback.num_rows == 0
     assert report.notes == ()
+
+
+def test_shared_cost_from_the_allocation_rules_follows_each_teams_projects(
+    loaded: Warehouse,
+) -> None:
+    # The 150.00 no project claims: ml-platform's 50.00 stays ml-platform's; the untagged
+    # 100.00 is shared evenly by recommendations and fraud-detection (50.00 each), and each
+    # team's share goes to its projects by their part of its direct cost (each has one).
+    rule = SharedCostRule(
+        name="untagged",
+        scope={"unallocated": True},
+        split="even",
+        teams=("recommendations", "fraud-detection"),
+    )
+    sharing = Allocation(settings=AllocationSettings(tag_key="team", shared=(rule,)))
+    with loaded.reader() as conn:
+        report = roi(conn, Q1, allocation=ALLOCATION, cost_basis="billed", sharing=sharing)
+        by_team = roi(
+            conn, Q1, allocation=ALLOCATION, cost_basis="billed", sharing=sharing, by="team"
+        )
+    rows = {r["project"]: r for r in report.returns.to_pylist()}
+    assert rows["two-tower"]["shared_cost"] == Decimal("50.00")
+    assert rows["two-tower"]["cost"] == Decimal("1050.00")
+    assert rows["fraud-gnn"]["cost"] == Decimal("300.00")
+    teams = {r["team"]: r for r in by_team.returns.to_pylist()}
+    assert teams["fraud-detection"]["shared_cost"] == Decimal("50.00")
+    assert teams["ml-platform"]["shared_cost"] == Decimal("0")

@@ -30,7 +30,14 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
-from finops.analytics.chargeback import CostBasis, Dimension, chargeback, parse_dimensions
+from finops.analytics.chargeback import (
+    Allocation,
+    CostBasis,
+    Dimension,
+    allocate,
+    chargeback,
+    parse_dimensions,
+)
 from finops.analytics.scope import buckets_table, registered
 from finops.config import AllocationSettings, Team
 from finops.periods import Period
@@ -59,12 +66,19 @@ def roi(
     cost_basis: CostBasis = "effective",
     hurdle_rate: float = 0.15,
     shared_cost: pa.Table | None = None,
+    sharing: Allocation | None = None,
 ) -> RoiReport:
     """ROI and unit costs per quarter, and payback of optimisation projects.
 
     `shared_cost`, if given, has columns quarter (a bucket's label), key (project or team),
     currency and shared_cost (decimal): each one's share of shared cost in the quarter.
+    Without it, `sharing` (finops.yaml's allocation rules) computes it: see
+    `shared_cost_shares`.
     """
+    if shared_cost is None and sharing is not None:
+        shared_cost = shared_cost_shares(
+            conn, buckets, sharing, by=by, project_tag_key=project_tag_key, cost_basis=cost_basis
+        )
     dimension = "team" if by == "team" else f"tag:{project_tag_key}"
     (dim,) = parse_dimensions(dimension, allocation, teams)
     unassigned = allocation.unallocated_label if by == "team" else "(none)"
@@ -79,6 +93,70 @@ def roi(
         payback = conn.sql(_PAYBACK_SQL, params={"hurdle": hurdle_rate * 100}).to_arrow_table()
         notes = _notes(conn, by, unassigned)
     return RoiReport(returns, payback, tuple(notes))
+
+
+def shared_cost_shares(
+    conn: duckdb.DuckDBPyConnection,
+    buckets: list[Period],
+    sharing: Allocation,
+    *,
+    by: RoiGrouping,
+    project_tag_key: str,
+    cost_basis: CostBasis,
+) -> pa.Table:
+    """Each team's (or project's) share of shared cost per quarter, from the allocation rules.
+
+    A team's share is what allocation gives it beyond its direct cost. A project's share is
+    its team's, split in proportion to the project's part of the team's direct cost (the
+    part no project tag claims keeps its share, under `(none)`, outside any project).
+    """
+    team_dim, project_dim = parse_dimensions(
+        f"team,tag:{project_tag_key}", sharing.settings, sharing.teams
+    )
+    parts = []
+    for bucket in buckets:
+        allocated = allocate(conn, bucket, sharing, by="team", cost=cost_basis)
+        if by == "team":
+            parts.append(
+                pa.table(
+                    {
+                        "quarter": pa.array([bucket.label] * allocated.num_rows, pa.string()),
+                        "key": allocated["team"].cast(pa.string()),
+                        "currency": allocated["currency"].cast(pa.string()),
+                        "shared_cost": allocated["shared_cost"].cast(_MONEY),
+                    }
+                )
+            )
+            continue
+        direct = chargeback(
+            conn,
+            bucket,
+            [team_dim, project_dim],
+            cost=cost_basis,
+            unallocated_label=sharing.settings.unallocated_label,
+        )
+        tables = {"roi_allocated": allocated, "roi_direct": direct}
+        with registered(conn, tables):
+            parts.append(
+                conn.sql(
+                    f"""
+                    WITH direct AS (
+                        SELECT team, CAST("{project_dim.name}" AS VARCHAR) AS project, currency,
+                               exact_cost / nullif(sum(exact_cost) OVER (PARTITION BY team, currency), 0)
+                                   AS part
+                        FROM roi_direct
+                    )
+                    SELECT CAST(? AS VARCHAR) AS quarter, d.project AS key,
+                           CAST(d.currency AS VARCHAR) AS currency,
+                           CAST(sum(a.shared_cost * d.part) AS DECIMAL(38,10)) AS shared_cost
+                    FROM direct d
+                    JOIN roi_allocated a ON a.team = d.team AND a.currency = d.currency
+                    GROUP BY ALL
+                    """,
+                    params=[bucket.label],
+                ).to_arrow_table()
+            )
+    return pa.concat_tables(parts) if parts else _no_shared_cost()
 
 
 def _direct_costs(
