@@ -812,10 +812,19 @@ def prices_refresh(
             help="Also fetch public on-demand prices (AWS Price List API) for the types billed there.",
         ),
     ] = None,
+    gcp_catalog_region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gcp-catalog-region",
+            help="Also fetch Google Cloud list, spot and committed prices of GPU and machine "
+            "types there (Cloud Billing Catalog API).",
+        ),
+    ] = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Store prices per instance type, region and purchase option (billing, EC2 spot, Price List)."""
+    """Store prices per instance type, region and purchase option (billing, EC2 spot, Price
+    List, Google Cloud's Catalog)."""
     from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices, observed_prices
 
     ctx = _context(db, config)
@@ -845,6 +854,12 @@ def prices_refresh(
         )
         stored_list = ctx.warehouse.store_prices(listed)
         console.print(f"[bold]aws-price-list[/]: {stored_list:,} on-demand prices")
+    if gcp_catalog_region:
+        from finops.collectors.gcp_prices import gcp_catalog_prices
+
+        catalog = gcp_catalog_prices(regions=gcp_catalog_region, as_of=datetime.now(UTC).date())
+        stored_catalog = ctx.warehouse.store_prices(catalog)
+        console.print(f"[bold]gcp-catalog[/]: {stored_catalog:,} machine and GPU type prices")
 
 
 @app.command("gpu")
