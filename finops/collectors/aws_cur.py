@@ -72,8 +72,11 @@ Parquet, CSV or CSV.gz. The table names them in CUR 2.0 spelling (`*_a_r_n` is a
 
 Refused, naming file, row and column: a missing mandatory CUR column, an empty mandatory
 value, an unknown line item type, an unparsable date, a non-numeric cost. An object that
-cannot be downloaded is named by its key; S3 throttling is retried by boto3's retry mode.
-Data files are read by DuckDB from disk, never loaded into Python.
+cannot be downloaded is named by its key. On S3, manifests are listed and read through
+boto3 and data files streamed to disk through pyarrow's S3 filesystem (Parquet footers
+first, so a file missing a mandatory column is refused before any download); throttled
+calls are retried with backoff by both. Data files are read by DuckDB from disk, never
+loaded into Python.
 """
 
 from __future__ import annotations
@@ -88,7 +91,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from finops.collectors.locations import LocalFiles, checksum, resolve, split_s3_uri
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from finops.collectors.locations import LocalFiles, checksum, resolve, s3_clients, split_s3_uri
 from finops.collectors.scan import (
     Check,
     FileGroup,
@@ -104,8 +110,8 @@ from finops.warehouse import CostDelivery
 
 MANIFEST_SUFFIX = "-manifest.json"
 DATA_SUFFIXES = (".parquet", ".csv.gz", ".csv")
-S3_RETRIES = {"mode": "adaptive", "max_attempts": 10}
-"""boto3 retry config: throttled S3 calls back off and retry instead of failing the ingest."""
+DOWNLOAD_CHUNK = 8 * 1024 * 1024
+"""Bytes read from S3 at a time while an object streams to disk."""
 
 _LEGACY_PERIOD = re.compile(r"^\d{8}-\d{8}$")
 _CUR2_PERIOD = re.compile(r"^BILLING_PERIOD=\d{4}-\d{2}$", re.IGNORECASE)
@@ -333,12 +339,14 @@ def _local_data_file(manifest: _Manifest, listed: str) -> Path:
 
 
 def _download(location: str, manifests: list[_Manifest]) -> tuple[LocalFiles, Callable[[], None]]:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
+    """Stream the listed objects to a temporary folder through pyarrow's S3 filesystem.
 
+    Parquet footers are read first (a few KiB each, by range requests), so a data file
+    that lacks a mandatory column is refused before a byte of data is downloaded. Each
+    object is then copied in chunks of DOWNLOAD_CHUNK bytes: never whole in memory.
+    """
     location_bucket = split_s3_uri(location)[0]
-    s3 = boto3.client("s3", config=Config(retries=S3_RETRIES))
+    _, s3 = s3_clients()
     workdir = Path(tempfile.mkdtemp(prefix="finops-cur-"))
     wanted: list[tuple[str, str, Path]] = []
     for manifest in manifests:
@@ -351,16 +359,37 @@ def _download(location: str, manifests: list[_Manifest]) -> tuple[LocalFiles, Ca
             digest = hashlib.sha1(f"{bucket}/{key}".encode()).hexdigest()[:12]
             wanted.append((bucket, key, workdir / digest / PurePosixPath(key).name))
 
+    def check_footer(item: tuple[str, str, Path]) -> None:
+        bucket, key, _ = item
+        try:
+            with s3.open_input_file(f"{bucket}/{key}") as remote:
+                names = pq.read_schema(remote).names
+        except (OSError, pa.ArrowException) as exc:
+            raise IngestError(
+                f"s3://{bucket}/{key}: cannot read the Parquet footer: {exc}"
+            ) from None
+        missing = missing_columns(names)
+        if missing:
+            raise IngestError(
+                f"s3://{bucket}/{key}: missing mandatory CUR column(s) {', '.join(missing)}"
+            )
+
     def fetch(item: tuple[str, str, Path]) -> None:
         bucket, key, local = item
         local.parent.mkdir(parents=True, exist_ok=True)
         try:
-            s3.download_file(bucket, key, str(local))
-        except (BotoCoreError, ClientError) as exc:
+            with (
+                s3.open_input_stream(f"{bucket}/{key}", compression=None) as remote,
+                local.open("wb") as out,
+            ):
+                while chunk := remote.read(DOWNLOAD_CHUNK):
+                    out.write(chunk)
+        except OSError as exc:
             raise IngestError(f"s3://{bucket}/{key}: cannot download: {exc}") from None
 
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(check_footer, [w for w in wanted if w[1].lower().endswith(".parquet")]))
             list(pool.map(fetch, wanted))
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -476,12 +505,10 @@ def _plan_group(local: LocalFiles, layout: Layout, files: tuple[Path, ...]) -> F
             tag_columns.append((key, header, raw_type))
         else:
             columns.setdefault(snake_case(header), (header, raw_type))
-    missing = [name for name in MANDATORY_COLUMNS if name not in columns]
+    missing = missing_columns([header for header, _ in group.layout.columns])
     if missing:
-        legacy = any("/" in header for header, _ in group.layout.columns)
-        names = [MANDATORY_COLUMNS[n] if legacy else n for n in missing]
         raise IngestError(
-            f"{local.name(files[0])}: missing mandatory CUR column(s) {', '.join(names)}"
+            f"{local.name(files[0])}: missing mandatory CUR column(s) {', '.join(missing)}"
         )
     plan = _Plan(group, columns)
     group.items.update(_focus_items(plan))
@@ -492,6 +519,17 @@ def _plan_group(local: LocalFiles, layout: Layout, files: tuple[Path, ...]) -> F
         else "CUR 2.0 columns read"
     )
     return group
+
+
+def missing_columns(headers: list[str]) -> list[str]:
+    """The mandatory CUR columns `headers` lack, spelled as the file spells its columns."""
+    present = {snake_case(h) for h in headers if tag_key(h) is None}
+    legacy = any("/" in header for header in headers)
+    return [
+        MANDATORY_COLUMNS[name] if legacy else name
+        for name in MANDATORY_COLUMNS
+        if name not in present
+    ]
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
