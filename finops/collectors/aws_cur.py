@@ -33,7 +33,10 @@ Parquet, CSV or CSV.gz. The table names them in CUR 2.0 spelling (`*_a_r_n` is a
 | ChargeDescription       | line_item_line_item_description                              |
 | ServiceName             | product code via SERVICES, else product_product_name or code |
 | ServiceCategory         | product code (line_item_product_code) via SERVICES, else Other |
+| PricingQuantity, -Unit  | line_item_usage_amount, pricing_unit (Hrs -> Hours) (Usage, Purchase) |
+| ConsumedQuantity, -Unit | the same, on Usage only                                      |
 | ResourceId              | line_item_resource_id                                        |
+| ResourceName            | the resource's `Name` tag (user:Name), as the EC2 console    |
 | RegionId                | product_region_code (legacy: product_region)                 |
 | AvailabilityZone, SkuId | line_item_availability_zone, product_sku                     |
 | CommitmentDiscountId    | savings_plan_savings_plan_a_r_n / reservation_reservation_a_r_n (6) |
@@ -147,6 +150,9 @@ CHARGE_BY_LINE_ITEM_TYPE: dict[str, tuple[str, str]] = {
     "PrivateRateDiscount": ("Credit", "Usage-Based"),
     "DistributorDiscount": ("Credit", "Usage-Based"),
 }
+
+UNITS: dict[str, str] = {"Hrs": "Hours", "GB-Mo": "GB-Months"}
+"""CUR pricing units spelled as FOCUS files spell them; others are kept as they are."""
 
 _SAVINGS_PLAN_TYPES = (
     "SavingsPlanCoveredUsage",
@@ -513,6 +519,7 @@ def _plan_group(local: LocalFiles, layout: Layout, files: tuple[Path, ...]) -> F
     plan = _Plan(group, columns)
     group.items.update(_focus_items(plan))
     group.items["Tags"] = _tags(plan, tag_columns)
+    group.items["ResourceName"] = _name_tag(plan, tag_columns)
     group.plan_notes.append(
         "legacy CUR columns read"
         if any("/" in h for h, _ in group.layout.columns)
@@ -595,6 +602,9 @@ def _focus_items(plan: _Plan) -> dict[str, str]:
         WHEN {term} = 'OnDemand' THEN 'Standard'
         WHEN {term} = 'Reserved' THEN 'Committed'
         ELSE 'Other' END)"""
+    usage_amount = plan.money("line_item_usage_amount")
+    unit = plan.text("pricing_unit")
+    priced = f"{category} IN ('Usage', 'Purchase')"
     sp_arn = plan.text("savings_plan_savings_plan_a_r_n")
     ri_arn = plan.text("reservation_reservation_a_r_n")
 
@@ -638,6 +648,10 @@ def _focus_items(plan: _Plan) -> dict[str, str]:
         "ServiceCategory": _case(
             product, {code: cat for code, (_, cat) in SERVICES.items()}, "'Other'"
         ),
+        "PricingQuantity": f"(CASE WHEN {priced} THEN {usage_amount} END)",
+        "PricingUnit": f"(CASE WHEN {priced} THEN {_case(unit, UNITS, unit)} END)",
+        "ConsumedQuantity": f"(CASE WHEN {category} = 'Usage' THEN {usage_amount} END)",
+        "ConsumedUnit": f"(CASE WHEN {category} = 'Usage' THEN {_case(unit, UNITS, unit)} END)",
         "ResourceId": plan.text("line_item_resource_id"),
         "RegionId": plan.text("product_region_code")
         if plan.has("product_region_code")
@@ -686,6 +700,23 @@ def _effective_cost(plan: _Plan, line_type: str, unblended: str, ri_arn: str) ->
         WHEN 'RIFee' THEN coalesce({unused_ri}, 0)
         WHEN 'Fee' THEN (CASE WHEN {ri_arn} IS NOT NULL THEN 0 ELSE {unblended} END)
         ELSE {unblended} END)"""
+
+
+def _name_tag(plan: _Plan, tag_columns: list[tuple[str, str, str]]) -> str:
+    """The resource's `Name` tag: how the EC2 console names an instance."""
+    for key, header, raw_type in tag_columns:
+        if key == "Name":
+            return f"CAST({clean(header, raw_type, plan.group.fmt)} AS VARCHAR)"
+    if not plan.has("resource_tags"):
+        return "CAST(NULL AS VARCHAR)"
+    value = plan.raw("resource_tags")
+    if plan.columns["resource_tags"][1].startswith("MAP"):
+        return f"nullif(coalesce({value}['user_Name'], {value}['user:Name']), '')"
+    return (
+        f"(CASE WHEN json_valid({value}) THEN nullif(coalesce("
+        f"""json_extract_string({value}, '$."user_Name"'), """
+        f"""json_extract_string({value}, '$."user:Name"')), '') END)"""
+    )
 
 
 def _tags(plan: _Plan, tag_columns: list[tuple[str, str, str]]) -> str:
