@@ -75,7 +75,8 @@ _TAGS = 'CAST(CAST(f."Tags" AS JSON) AS MAP(VARCHAR, VARCHAR))'
 _AWS_SQL = f"""
 WITH product(service, code) AS (VALUES {_values(PRODUCT_CODES)}),
 f AS (
-    SELECT row_number() OVER () AS idx, f.*, p.code AS product_code,
+    SELECT row_number() OVER () AS idx, f.*,
+           coalesce(p.code, replace(CAST(f."ServiceName" AS VARCHAR), ' ', '')) AS product_code,
            CASE WHEN f."Tags" IS NULL THEN NULL ELSE {_TAGS} END AS tag_map
     FROM focus AS f LEFT JOIN product AS p ON p.service = f."ServiceName"
 ),
