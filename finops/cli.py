@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -834,10 +833,19 @@ def prices_refresh(
             help="Also fetch public on-demand prices (AWS Price List API) for the types billed there.",
         ),
     ] = None,
+    gcp_catalog_region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gcp-catalog-region",
+            help="Also fetch Google Cloud list, spot and committed prices of GPU and machine "
+            "types there (Cloud Billing Catalog API).",
+        ),
+    ] = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Store prices per instance type, region and purchase option (billing, EC2 spot, Price List)."""
+    """Store prices per instance type, region and purchase option (billing, EC2 spot, Price
+    List, Google Cloud's Catalog)."""
     from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices, observed_prices
 
     ctx = _context(db, config)
@@ -867,6 +875,12 @@ def prices_refresh(
         )
         stored_list = ctx.warehouse.store_prices(listed)
         console.print(f"[bold]aws-price-list[/]: {stored_list:,} on-demand prices")
+    if gcp_catalog_region:
+        from finops.collectors.gcp_prices import gcp_catalog_prices
+
+        catalog = gcp_catalog_prices(regions=gcp_catalog_region, as_of=datetime.now(UTC).date())
+        stored_catalog = ctx.warehouse.store_prices(catalog)
+        console.print(f"[bold]gcp-catalog[/]: {stored_catalog:,} machine and GPU type prices")
 
 
 @app.command("gpu")
@@ -1275,7 +1289,6 @@ def demo(
     from finops import demo as demo_data
     from finops.analytics.chargeback import chargeback, parse_dimensions
     from finops.analytics.gpu import GpuAttribution, gpu_usage
-    from finops.collectors import focus
     from finops.collectors.dcgm import read_openmetrics
     from finops.collectors.nvidia_smi import read_nvidia_smi
     from finops.periods import parse_period
@@ -1286,22 +1299,14 @@ def demo(
     console.print(
         f"generated {files.rows:,} rows for {files.months[0]:%Y-%m}..{files.months[-1]:%Y-%m} in {data_dir}"
     )
-    for path in (files.aws_dir, files.gcp_dir, files.restated_dir):
-        location = str(path)
-        source = focus.default_source(str(files.aws_dir if path == files.restated_dir else path))
-        _print_ingest(
-            ctx.warehouse.ingest_cost(
-                lambda location=location: focus.read_focus(location),
-                source=source,
-                collector="focus",
-                uri=location,
-            )
-        )
-    # As a provider's re-delivery does, the restated month now replaces the original files,
-    # so the folder the manifests point at holds the latest delivery of every month.
-    month_dir = files.aws_dir / files.restated_dir.name
-    shutil.rmtree(month_dir)
-    shutil.copytree(files.restated_dir, month_dir)
+    # Through the real collectors, as the demo's collectors/demo.yaml declares them.
+    aws_cur = _source(name="aws-cur", kind="aws-cur", uri=str(files.aws_dir))
+    gcp_billing = _source(name="gcp-billing", kind="gcp-billing", uri=str(files.gcp_dir))
+    for source in (aws_cur, gcp_billing):
+        _print_result(source.name, _run_source(ctx, source))
+    # AWS re-delivers the restated month: its new manifest replaces the month's current one.
+    demo_data.deliver_restatement(files)
+    _print_result(aws_cur.name, _run_source(ctx, aws_cur))
     _print_result("billing", _refresh_billing_inventory(ctx, days=31 * months))
     metrics = str(files.gpu_openmetrics_dir)
     _print_gpu_ingest(
