@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from finops.periods import Period
     from finops.warehouse import (
         CostDelivery,
+        EventIngestResult,
         GpuDelivery,
         GpuIngestResult,
         IngestResult,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
     # What running a source gives: a cost ingest, a GPU ingest, an inventory refresh, or
     # nothing (a Prometheus source with nothing new since its last run).
-    SourceResult = IngestResult | GpuIngestResult | InventoryResult | None
+    SourceResult = IngestResult | GpuIngestResult | InventoryResult | EventIngestResult | None
 
 # Heavy modules (DuckDB, Arrow, pydantic) are imported inside the commands that use them,
 # so `finops --help` is quick and `finops agent gpu` runs on a GPU host's minimal install.
@@ -558,10 +559,12 @@ def _resolved(ctx: Context, source: SourceManifest) -> SourceManifest:
 
 
 def _rows_and_billed(result: SourceResult) -> tuple[int, Decimal | None]:
-    from finops.warehouse import GpuIngestResult, IngestResult
+    from finops.warehouse import EventIngestResult, GpuIngestResult, IngestResult
 
     if result is None:
         return 0, None
+    if isinstance(result, EventIngestResult):
+        return sum(result.stored.values()), None
     if isinstance(result, IngestResult):
         return result.rows, result.billed_cost
     if isinstance(result, GpuIngestResult):
@@ -607,6 +610,8 @@ def _run_source(ctx: Context, source: SourceManifest) -> SourceResult:
         return wh.ingest_cost(read, source=name, collector=kind, uri=uri, force=source.force)
     if kind == "billing-inventory":
         return _refresh_billing_inventory(ctx, source.days, name)
+    if kind == "events":
+        return _ingest_events(ctx, location, None, name)
     if kind == "aws-inventory":
         from finops.collectors.aws_inventory import read_aws_inventory
 
@@ -704,10 +709,17 @@ def _gpu_reader(ctx: Context, source: SourceManifest) -> Callable[[], GpuDeliver
 
 
 def _print_result(name: str, result: SourceResult) -> None:
-    from finops.warehouse import GpuIngestResult, IngestResult
+    from finops.warehouse import EventIngestResult, GpuIngestResult, IngestResult
 
     if result is None:
         console.print(f"[bold]{name}[/]: nothing new since the last run")
+    elif isinstance(result, EventIngestResult):
+        stored = ", ".join(
+            f"{result.stored[k]:,} {k} ({result.new[k]:,} new)" for k in sorted(result.stored)
+        )
+        console.print(f"[bold]{name}[/]: {stored or 'no events'} in {result.seconds:.2f} s")
+        for note in result.notes:
+            console.print(f"  note: {escape(note)}", soft_wrap=True)
     elif isinstance(result, IngestResult):
         _print_ingest(result)
     elif isinstance(result, GpuIngestResult):
@@ -846,22 +858,16 @@ def prices_refresh(
 ) -> None:
     """Store prices per instance type, region and purchase option (billing, EC2 spot, Price
     List, Google Cloud's Catalog)."""
-    from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices, observed_prices
+    from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices
 
     ctx = _context(db, config)
+    _refresh_observed_prices(ctx, days)
     with ctx.warehouse.reader() as conn:
-        ((until,),) = conn.execute('SELECT max("ChargePeriodEnd") FROM cost_resolved').fetchall()
-        until = until or datetime.now(UTC)
-        observed = observed_prices(
-            conn, since=until - timedelta(days=days), until=until, as_of=until.date()
-        )
         types = conn.execute(
             """SELECT DISTINCT "x_InstanceType" FROM cost_resolved
                WHERE "ProviderName" = 'AWS' AND "x_InstanceType" IS NOT NULL
                  AND "x_InstanceType" NOT LIKE 'ml.%'"""
         ).fetchall()
-    stored = ctx.warehouse.store_prices(observed)
-    console.print(f"[bold]billing[/]: {stored:,} observed prices as of {observed.as_of}")
     if aws_spot_region:
         spot = aws_spot_prices(
             regions=aws_spot_region, instance_types=[t for (t,) in types], now=datetime.now(UTC)
@@ -881,6 +887,20 @@ def prices_refresh(
         catalog = gcp_catalog_prices(regions=gcp_catalog_region, as_of=datetime.now(UTC).date())
         stored_catalog = ctx.warehouse.store_prices(catalog)
         console.print(f"[bold]gcp-catalog[/]: {stored_catalog:,} machine and GPU type prices")
+
+
+def _refresh_observed_prices(ctx: Context, days: int) -> None:
+    """Store the hourly prices billing shows for the last `days` of billed usage."""
+    from finops.collectors.prices import observed_prices
+
+    with ctx.warehouse.reader() as conn:
+        ((until,),) = conn.execute('SELECT max("ChargePeriodEnd") FROM cost_resolved').fetchall()
+        until = until or datetime.now(UTC)
+        observed = observed_prices(
+            conn, since=until - timedelta(days=days), until=until, as_of=until.date()
+        )
+    stored = ctx.warehouse.store_prices(observed)
+    console.print(f"[bold]billing[/]: {stored:,} observed prices as of {observed.as_of}")
 
 
 @app.command("gpu")
@@ -1291,7 +1311,8 @@ def demo(
     from finops.analytics.gpu import GpuAttribution, gpu_usage
     from finops.collectors.dcgm import read_openmetrics
     from finops.collectors.nvidia_smi import read_nvidia_smi
-    from finops.periods import parse_period
+    from finops.demo_delivery import generate_delivery
+    from finops.periods import add_months, parse_period
 
     ctx = _context(db, config)
     last = parse_period(end_month).start if end_month else None
@@ -1323,7 +1344,13 @@ def demo(
             uri=logs,
         )
     )
+    delivery = generate_delivery(data_dir / "delivery", months=files.months, seed=seed)
+    _print_result("events", _ingest_events(ctx, str(delivery.root), None, "events"))
+    _refresh_observed_prices(ctx, days=30)
     quarter = _last_full_quarter(ctx, files.months[-1])
+    # The demo's clock: the day after its last month, so its windows hold data whatever today is.
+    now = datetime.combine(add_months(files.months[-1], 1), datetime.min.time(), UTC)
+    _demo_insights(ctx, quarter, now)
     dims = parse_dimensions("team", ctx.config.allocation, ctx.config.teams)
     with ctx.warehouse.reader() as conn:
         table = chargeback(
@@ -1344,6 +1371,36 @@ def demo(
         fleet = gpu_usage(conn, last_month, "cluster", attribution)
     emit(fleet, OutputFormat.table, title=f"GPU fleet by cluster, {last_month.label}")
     console.print(f"warehouse: {ctx.warehouse.path}; next: `finops app` to explore it")
+
+
+def _demo_insights(ctx: Context, quarter: Period, now: datetime) -> None:
+    """What the scheduler would have found on the demo: anomalies and recommendations."""
+    from finops.analytics.anomalies import detect_anomalies
+    from finops.analytics.chargeback import Allocation
+    from finops.policies import engine
+    from finops.policies.store import list_recommendations
+
+    last_day = quarter.end - timedelta(days=1)
+    with ctx.warehouse.reader() as conn:
+        found = detect_anomalies(
+            conn, quarter.start, last_day, Allocation.from_config(ctx.config), min_increase=1000.0
+        )
+    stored = ctx.warehouse.store_anomalies(
+        found, first_day=quarter.start, last_day=last_day, now=now
+    )
+    console.print(f"[bold]anomalies[/]: {stored} in {quarter.label}")
+    evaluations, _ = engine.run(ctx.warehouse, ctx.config, now)
+    found_count = sum(len(e.findings) for e in evaluations)
+    console.print(
+        f"[bold]policies[/]: {found_count} recommendations from {len(evaluations)} policies"
+    )
+    with ctx.warehouse.reader() as conn:
+        top = list_recommendations(conn).slice(0, 8)
+    emit(
+        top.select(["rec_id", "policy", "resource_name", "team", "monthly_savings", "risk"]),
+        OutputFormat.table,
+        title="Top recommendations (monthly savings)",
+    )
 
 
 def _last_full_quarter(ctx: Context, last_month: date) -> Period:
@@ -1685,22 +1742,19 @@ def ingest_events(
     config: ConfigOption = None,
 ) -> None:
     """Load delivery and quality events (deploys, changes, incidents, ...), upserted by id."""
+    _print_result(source, _ingest_events(_context(db, config), location, kind, source))
+
+
+def _ingest_events(ctx: Context, location: str, kind: str | None, source: str) -> EventIngestResult:
     from finops.collectors.events import Fiscal, read_events
 
-    ctx = _context(db, config)
     fiscal = Fiscal(ctx.config.fiscal_year_start_month, ctx.config.fiscal_year_label)
-    result = ctx.warehouse.ingest_events(
+    return ctx.warehouse.ingest_events(
         lambda: read_events(location, kind=kind, time_zone=ctx.config.time_zone, fiscal=fiscal),
         source=source,
         collector="events",
         uri=location,
     )
-    stored = ", ".join(
-        f"{result.stored[k]:,} {k} ({result.new[k]:,} new)" for k in sorted(result.stored)
-    )
-    console.print(f"[bold]{source}[/]: {stored or 'no events'} in {result.seconds:.2f} s")
-    for note in result.notes:
-        console.print(f"  note: {escape(note)}", soft_wrap=True)
 
 
 def _quarters(ctx: Context, period: str) -> list[Period]:

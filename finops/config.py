@@ -459,6 +459,7 @@ SourceKind = Literal[
     "prometheus",
     "nvidia-smi",
     "gpu-spool",
+    "events",
 ]
 
 

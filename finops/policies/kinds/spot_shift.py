@@ -271,6 +271,8 @@ def _to_spot(
             evidence={
                 "window": window.as_json(),
                 "direction": "to-spot",
+                "group": capacity.group,
+                "instance_type": capacity.instance_type,
                 "on_demand_hours": str(capacity.hours),
                 "on_demand_cost": str(capacity.cost),
                 "on_demand_hourly": str(round(on_demand, 6)),
@@ -339,6 +341,8 @@ def _to_on_demand(
             evidence={
                 "window": window.as_json(),
                 "direction": "to-on-demand",
+                "group": capacity.group,
+                "instance_type": capacity.instance_type,
                 "spot_hours": str(capacity.hours),
                 "spot_hourly": str(round(spot_hourly, 6)),
                 "on_demand_hourly": str(on_demand),
