@@ -20,11 +20,13 @@ import hashlib
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
 import pyarrow as pa
 
 from finops.config import Config
@@ -132,8 +134,18 @@ class AuditLog:
     def from_config(cls, config: Config, warehouse: Warehouse) -> AuditLog:
         return cls(warehouse, mirror_path(config, warehouse))
 
-    def append(self, event: AuditEvent, now: datetime) -> int:
-        """Commit one entry (then copy it to the mirror); return its sequence number."""
+    def append(
+        self,
+        event: AuditEvent,
+        now: datetime,
+        *,
+        along: Callable[[duckdb.DuckDBPyConnection, int], None] | None = None,
+    ) -> int:
+        """Commit one entry (then copy it to the mirror); return its sequence number.
+
+        `along(conn, seq)` writes what belongs with the entry in the same transaction (the
+        memory of what an outcome stopped), so that both land or neither does.
+        """
         with _APPEND_LOCK:
             with self.warehouse.writer() as conn, transaction(conn, refused="audit log"):
                 last = conn.execute(
@@ -157,6 +169,8 @@ class AuditLog:
                     f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
                     [row[c] for c in AUDIT_COLUMNS],
                 )
+                if along is not None:
+                    along(conn, seq)
             self._mirror(entry)
         return seq
 
