@@ -9,7 +9,8 @@ turns every run into one, and every decision, taken or not, lands in the audit l
     retry.py      retries with backoff for throttled or unavailable cloud calls
     aws.py        EC2, Auto Scaling, EKS node group and SageMaker notebook executors (boto3)
     gcp.py        Compute Engine instance and GKE node pool executors (google-cloud clients)
+    executors.py  which executor acts on which resource type
     recheck.py    the newest GPU samples of a cluster, re-read just before acting
     runner.py     the run: actionable recommendations, safety checks, stop/start/restore
-    warnings.py   warn-then-act: scheduled stops, their webhook warnings and snoozes
+    warn_then_act.py  scheduled stops, their webhook warnings, snoozes, acting when due
 """
