@@ -36,6 +36,9 @@ from tests.actions_fixtures import (
     settings_config,
 )
 
+# moto and a warehouse file per test: several seconds each on a shared machine.
+pytestmark = pytest.mark.slow
+
 IDLE = [1.0, 0.0, 2.0, 0.5]
 """Four one-minute readings, all under the 5% idle threshold."""
 

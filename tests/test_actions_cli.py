@@ -26,6 +26,9 @@ from tests.actions_fixtures import (
     recommend,
 )
 
+# moto and a warehouse file per test: several seconds each on a shared machine.
+pytestmark = pytest.mark.slow
+
 FINOPS_YAML = """
 organisation: Test
 warehouse:

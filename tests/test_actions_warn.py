@@ -30,6 +30,9 @@ from tests.actions_fixtures import (
     settings_config,
 )
 
+# moto and a warehouse file per test: several seconds each on a shared machine.
+pytestmark = pytest.mark.slow
+
 
 class Webhook:
     """A loopback stand-in for a Slack incoming webhook: records each JSON body it receives

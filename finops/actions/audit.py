@@ -148,41 +148,65 @@ class AuditLog:
         """
         with _APPEND_LOCK:
             with self.warehouse.writer() as conn, transaction(conn, refused="audit log"):
-                last = conn.execute(
-                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-                ).fetchall()
-                seq, prev_hash = (last[0][0] + 1, last[0][1]) if last else (1, GENESIS_HASH)
-                entry: dict[str, Any] = {
-                    "seq": seq,
-                    "entry_id": uuid.uuid4().hex,
-                    "occurred_at": now.astimezone(UTC),
-                    **asdict(event),
-                }
-                entry["prev_hash"] = prev_hash
-                entry["hash"] = entry_hash(prev_hash, entry)
-                row = {**entry}
-                for column in ("before_state", "after_state"):
-                    if row[column] is not None:
-                        row[column] = json.dumps(row[column], sort_keys=True)
-                conn.execute(
-                    f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
-                    [row[c] for c in AUDIT_COLUMNS],
-                )
+                entry = self._insert(conn, event, now)
                 if along is not None:
-                    along(conn, seq)
-            self._mirror(entry)
-        return seq
+                    along(conn, entry["seq"])
+            self._mirror([entry])
+        return int(entry["seq"])
 
-    def _mirror(self, entry: dict[str, Any]) -> None:
-        line = {**entry, "occurred_at": _utc_text(entry["occurred_at"])}
+    def append_many(self, events: list[AuditEvent], now: datetime) -> list[int]:
+        """Commit several entries in one transaction (decisions that make no cloud call)."""
+        if not events:
+            return []
+        with _APPEND_LOCK:
+            with self.warehouse.writer() as conn, transaction(conn, refused="audit log"):
+                entries = [self._insert(conn, event, now) for event in events]
+            self._mirror(entries)
+        return [int(e["seq"]) for e in entries]
+
+    @staticmethod
+    def _insert(
+        conn: duckdb.DuckDBPyConnection, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchall()
+        seq, prev_hash = (last[0][0] + 1, last[0][1]) if last else (1, GENESIS_HASH)
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "entry_id": uuid.uuid4().hex,
+            "occurred_at": now.astimezone(UTC),
+            **asdict(event),
+        }
+        entry["prev_hash"] = prev_hash
+        entry["hash"] = entry_hash(prev_hash, entry)
+        row = {**entry}
+        for column in ("before_state", "after_state"):
+            if row[column] is not None:
+                row[column] = json.dumps(row[column], sort_keys=True)
+        conn.execute(
+            f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
+            [row[c] for c in AUDIT_COLUMNS],
+        )
+        return entry
+
+    def _mirror(self, entries: list[dict[str, Any]]) -> None:
+        lines = [
+            json.dumps(
+                {**e, "occurred_at": _utc_text(e["occurred_at"])},
+                sort_keys=True,
+                ensure_ascii=False,
+            )
+            + "\n"
+            for e in entries
+        ]
         try:
             self.mirror.parent.mkdir(parents=True, exist_ok=True)
             with self.mirror.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n")
+                handle.writelines(lines)
         except OSError as exc:
+            seqs = ", ".join(str(e["seq"]) for e in entries)
             raise ActionError(
-                f"{self.mirror}: audit entry {entry['seq']} is in the warehouse but could not be "
+                f"{self.mirror}: audit entries {seqs} are in the warehouse but could not be "
                 f"mirrored ({exc.strerror}); check actions.audit_mirror"
             ) from None
 

@@ -257,8 +257,7 @@ class Actions:
         if report.refused:
             for plan in candidates:
                 plan.skip = ("skipped", f"blast radius: {report.refused}")
-        for plan in plans:
-            report.outcomes.append(self._act(plan, now, report.dry_run))
+        report.outcomes = self._act(plans, now, report.dry_run)
         if not report.dry_run:
             for rec in recs:
                 results = {o.result for o in report.outcomes if o.rec_id == rec.rec_id}
@@ -356,36 +355,59 @@ class Actions:
             **fields,
         )
 
-    def _act(self, plan: _Plan, now: datetime, dry_run: bool) -> Outcome:
-        rec, target = plan.rec, plan.target
-        before = plan.before.to_json() if plan.before else None
-        if plan.recheck is not None and before is not None:
-            before["recheck"] = plan.recheck.to_json()
-        if plan.skip is None and dry_run:
-            plan.skip = (
-                "would-stop",
-                f"{rec.reason}; {plan.recheck.reason if plan.recheck else ''}".rstrip("; "),
-            )
-        if plan.skip is not None:
-            result, reason = plan.skip
-            seq = self.audit.append(
+    def _act(self, plans: list[_Plan], now: datetime, dry_run: bool) -> list[Outcome]:
+        """Record every decision that makes no call (in one transaction), then act on the rest
+        one at a time; outcomes come back in the order of `plans`."""
+        befores: list[dict[str, Any] | None] = []
+        for plan in plans:
+            before = plan.before.to_json() if plan.before else None
+            if plan.recheck is not None and before is not None:
+                before["recheck"] = plan.recheck.to_json()
+            befores.append(before)
+            if plan.skip is None and dry_run:
+                assert plan.recheck is not None
+                plan.skip = ("would-stop", f"{plan.rec.reason}; {plan.recheck.reason}")
+        decided = [(plan, before) for plan, before in zip(plans, befores, strict=True) if plan.skip]
+        seqs = self.audit.append_many(
+            [
                 self._event(
-                    rec,
-                    target,
-                    action=rec.action,
+                    plan.rec,
+                    plan.target,
+                    action=plan.rec.action,
                     dry_run=dry_run,
-                    result=result,
-                    reason=reason,
+                    result=plan.skip[0],
+                    reason=plan.skip[1],
                     before_state=before,
-                ),
-                now,
-            )
-            return Outcome(
-                rec.rec_id, rec.policy, rec.action, target, result, reason, before, None, seq
-            )
-        assert plan.before is not None
-        assert target is not None
-        return self.stop(rec, target, plan.before, now, before_json=before)
+                )
+                for plan, before in decided
+                if plan.skip
+            ],
+            now,
+        )
+        recorded = {id(plan): seq for (plan, _), seq in zip(decided, seqs, strict=True)}
+        outcomes = []
+        for plan, before in zip(plans, befores, strict=True):
+            rec, target = plan.rec, plan.target
+            if plan.skip is not None:
+                result, reason = plan.skip
+                outcomes.append(
+                    Outcome(
+                        rec.rec_id,
+                        rec.policy,
+                        rec.action,
+                        target,
+                        result,
+                        reason,
+                        before,
+                        None,
+                        recorded[id(plan)],
+                    )
+                )
+                continue
+            assert plan.before is not None
+            assert target is not None
+            outcomes.append(self.stop(rec, target, plan.before, now, before_json=before))
+        return outcomes
 
     # --- stop, start, restore ------------------------------------------------------------
 
