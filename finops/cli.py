@@ -2204,6 +2204,294 @@ def fx_load(db: DbOption = None, config: ConfigOption = None) -> None:
         console.print(f"{path}: {ctx.warehouse.store_fx_rates(str(path), table)} rate(s)")
 
 
+# --- actions: apply, warned stops, restores and the audit log ------------------------------
+
+actions_app = typer.Typer(
+    help="Warned stops, snoozes and off-hours restores.", no_args_is_help=True
+)
+audit_app = typer.Typer(
+    help="The audit log of every action taken or considered.", no_args_is_help=True
+)
+app.add_typer(actions_app, name="actions")
+app.add_typer(audit_app, name="audit")
+
+ApplyOption = Annotated[
+    bool,
+    typer.Option(
+        "--apply/--dry-run",
+        help="Act (--apply), or only show what would happen (--dry-run, the default).",
+    ),
+]
+
+
+def _actions(ctx: Context, trigger: str) -> Any:
+    """The action runner as the person at this terminal (FINOPS_ACTOR, else the login name)."""
+    import getpass
+
+    from finops.actions.runner import Actions
+
+    actor = os.environ.get("FINOPS_ACTOR") or getpass.getuser()
+    return Actions(ctx.warehouse, ctx.config, actor=actor, trigger=trigger)
+
+
+def _duration(text: str) -> timedelta | None:
+    """`30m`, `8h` or `2d` as a span; None for anything else."""
+    import re
+
+    if match := re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", text):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return timedelta(**{unit: int(match.group(1))})
+    return None
+
+
+def _moment(text: str, ctx: Context) -> datetime:
+    """A date/time, in finops.yaml's time zone unless it names its own."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FinopsError(
+            f"{text!r} is not a time: use 8h, 30m, 2d or a date/time like 2026-06-02T09:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=ctx.config.tz)
+
+
+def _print_run(report: Any, fmt: OutputFormat, title: str) -> None:
+    import pyarrow as pa
+
+    rows = [
+        {
+            "recommendation": o.rec_id,
+            "policy": o.policy,
+            "resource_type": o.target.resource_type if o.target else None,
+            "resource": o.target.resource_id if o.target else None,
+            "region": (o.target.zone or o.target.region) if o.target else None,
+            "action": o.action,
+            "result": o.result,
+            "reason": o.reason,
+        }
+        for o in report.outcomes
+    ]
+    names = [
+        "recommendation",
+        "policy",
+        "resource_type",
+        "resource",
+        "region",
+        "action",
+        "result",
+        "reason",
+    ]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in names]))
+    emit(table, fmt, title=title)
+    if fmt is OutputFormat.table:
+        mode = f"[yellow]{escape(report.why_dry)}[/]" if report.dry_run else "[green]applied[/]"
+        counts: dict[str, int] = {}
+        for outcome in report.outcomes:
+            counts[outcome.result] = counts.get(outcome.result, 0) + 1
+        summary = ", ".join(f"{n} {r}" for r, n in counts.items()) or "nothing to act on"
+        console.print(f"{mode}: {summary}", soft_wrap=True)
+        if report.refused:
+            console.print(f"[red]refused[/]: {escape(report.refused)}", soft_wrap=True)
+
+
+@app.command("apply")
+def apply_command(
+    policy: Annotated[str | None, typer.Option(help="Only this policy's recommendations.")] = None,
+    act: ApplyOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Act on accepted recommendations and on policies in `mode: auto` (a dry run unless --apply).
+
+    Every target is checked first: policy exclusions, the protection tag, a re-check of
+    its newest GPU samples, its live state, and the blast-radius caps. The kill switch
+    (actions.enabled: false, or FINOPS_ACTIONS=off) turns --apply into a dry run.
+    """
+    ctx = _context(db, config)
+    runner = _actions(ctx, "finops apply")
+    # Wiring point for the policy engine: pass its exclusions, scope sizes, and
+    # on_applied=<mark the recommendation applied> (finops.policies state API).
+    report = runner.apply(datetime.now(UTC), dry_run=not act, policy=policy, on_applied=None)
+    _print_run(report, fmt, "What would happen" if report.dry_run else "What happened")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@actions_app.command("warn")
+def actions_warn(
+    policy: Annotated[str | None, typer.Option(help="Only this policy's recommendations.")] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Post warnings (actions.webhook_url) and schedule stops actions.warn_lead_time from now."""
+    ctx = _context(db, config)
+    from finops.actions.warn_then_act import schedule_stops
+
+    report = schedule_stops(_actions(ctx, "finops actions warn"), datetime.now(UTC), policy=policy)
+    for stop in report.scheduled:
+        console.print(
+            f"warned: {stop.action_id} will {stop.action} {escape(stop.subject)} at "
+            f"{stop.act_at.astimezone(ctx.config.tz):%Y-%m-%d %H:%M %Z}",
+            soft_wrap=True,
+        )
+    for rec_id, why in report.refused:
+        errors.print(f"[yellow]not scheduled[/]: {rec_id}: {escape(why)}", soft_wrap=True)
+    if not report.scheduled and not report.refused:
+        console.print("nothing new to warn about")
+
+
+@actions_app.command("run-due")
+def actions_run_due(
+    act: ApplyOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Act on warned stops whose time has come (unless snoozed or no longer actionable)."""
+    ctx = _context(db, config)
+    from finops.actions.warn_then_act import act_on_due
+
+    report, closed = act_on_due(
+        _actions(ctx, "finops actions run-due"), datetime.now(UTC), dry_run=not act
+    )
+    _print_run(report, fmt, "Due stops")
+    for stop in closed:
+        console.print(
+            f"{stop.action_id}: {stop.state}, {escape(stop.outcome or '')}", soft_wrap=True
+        )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@actions_app.command("pending")
+def actions_pending(
+    db: DbOption = None, config: ConfigOption = None, fmt: FormatOption = OutputFormat.table
+) -> None:
+    """Warned stops waiting for their time, and snoozes still in force."""
+    import pyarrow as pa
+
+    ctx = _context(db, config)
+    from finops.actions.warn_then_act import pending
+
+    stops = pending(_actions(ctx, "finops actions pending"), datetime.now(UTC))
+    rows = [
+        {
+            "id": s.action_id,
+            "recommendation": s.rec_id,
+            "policy": s.policy,
+            "action": s.action,
+            "subject": s.subject,
+            "owner": s.owner,
+            "act_at": s.act_at,
+            "state": s.state,
+            "snoozed_until": s.snoozed_until,
+        }
+        for s in stops
+    ]
+    schema = pa.schema(
+        [
+            *[
+                (n, pa.string())
+                for n in ("id", "recommendation", "policy", "action", "subject", "owner")
+            ],
+            ("act_at", pa.timestamp("us", tz="UTC")),
+            ("state", pa.string()),
+            ("snoozed_until", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    emit(pa.Table.from_pylist(rows, schema=schema), fmt, title="Pending stops")
+
+
+@actions_app.command("snooze")
+def actions_snooze(
+    ident: Annotated[str, typer.Argument(help="A scheduled action id, or a recommendation id.")],
+    until: Annotated[str, typer.Option(help="8h, 30m, 2d from now, or a date/time.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Cancel a warned stop until a time."""
+    ctx = _context(db, config)
+    from finops.actions.warn_then_act import snooze
+
+    now = datetime.now(UTC)
+    span = _duration(until)
+    moment = now + span if span else _moment(until, ctx)
+    for stop in snooze(_actions(ctx, "finops actions snooze"), ident, moment, now):
+        console.print(
+            f"snoozed {stop.action_id} ({escape(stop.subject)}) until "
+            f"{stop.snoozed_until.astimezone(ctx.config.tz):%Y-%m-%d %H:%M %Z}",
+            soft_wrap=True,
+        )
+
+
+@actions_app.command("restore")
+def actions_restore(
+    policy: Annotated[str, typer.Option(help="The policy whose stops to give back.")],
+    act: ApplyOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Start what a policy's runs stopped, with the capacity each had (nothing else)."""
+    ctx = _context(db, config)
+    report = _actions(ctx, "finops actions restore").restore(
+        datetime.now(UTC), policy=policy, dry_run=not act
+    )
+    _print_run(report, fmt, f"Restore of {policy}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Check the audit log's hash chain and mirror; list intents that never got an outcome."""
+    ctx = _context(db, config)
+    from finops.actions.audit import AuditLog
+
+    result = AuditLog.from_config(ctx.config, ctx.warehouse).verify()
+    for problem in result.problems:
+        console.print(f"[red]tampered[/]: {escape(problem)}", soft_wrap=True)
+    for intent in result.open_intents:
+        console.print(
+            f"[yellow]no outcome[/]: entry {intent['seq']} ({intent['action']} "
+            f"{escape(str(intent['resource_id']))}, {_cell(intent['occurred_at'])} UTC): "
+            "the cloud call may or may not have happened; check the resource",
+            soft_wrap=True,
+        )
+    verdict = "intact" if result.intact else "NOT intact"
+    console.print(
+        f"audit log {verdict}: {result.entries} entries, {len(result.problems)} problem(s), "
+        f"{len(result.open_intents)} intent(s) without an outcome"
+    )
+    if not result.intact:
+        raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(
+    since: Annotated[
+        str | None, typer.Option(help="From this time on: 7d, 8h back, or a date/time.")
+    ] = None,
+    resource: Annotated[str | None, typer.Option(help="Only this resource id.")] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Audit entries, oldest first."""
+    ctx = _context(db, config)
+    from finops.actions.audit import AuditLog
+
+    start = None
+    if since is not None:
+        span = _duration(since)
+        start = datetime.now(UTC) - span if span else _moment(since, ctx)
+    table = AuditLog.from_config(ctx.config, ctx.warehouse).find(since=start, resource_id=resource)
+    if fmt is OutputFormat.table:
+        table = table.drop_columns(["before_state", "after_state"])
+    emit(table, fmt, title="Audit log")
+
+
 def main() -> None:
     try:
         app()
