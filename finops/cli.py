@@ -2308,11 +2308,18 @@ def apply_command(
     its newest GPU samples, its live state, and the blast-radius caps. The kill switch
     (actions.enabled: false, or FINOPS_ACTIONS=off) turns --apply into a dry run.
     """
+    from finops.scheduler import policy_guards
+
     ctx = _context(db, config)
     runner = _actions(ctx, "finops apply")
-    # Wiring point for the policy engine: pass its exclusions, scope sizes, and
-    # on_applied=<mark the recommendation applied> (finops.policies state API).
-    report = runner.apply(datetime.now(UTC), dry_run=not act, policy=policy, on_applied=None)
+    guards = policy_guards(ctx.warehouse, ctx.config, runner.actor)
+    report = runner.apply(
+        datetime.now(UTC),
+        dry_run=not act,
+        policy=policy,
+        exclusions=guards.exclusions,
+        on_applied=guards.on_applied,
+    )
     _print_run(report, fmt, "What would happen" if report.dry_run else "What happened")
     if report.failed:
         raise typer.Exit(1)
@@ -2351,9 +2358,16 @@ def actions_run_due(
     """Act on warned stops whose time has come (unless snoozed or no longer actionable)."""
     ctx = _context(db, config)
     from finops.actions.warn_then_act import act_on_due
+    from finops.scheduler import policy_guards
 
+    runner = _actions(ctx, "finops actions run-due")
+    guards = policy_guards(ctx.warehouse, ctx.config, runner.actor)
     report, closed = act_on_due(
-        _actions(ctx, "finops actions run-due"), datetime.now(UTC), dry_run=not act
+        runner,
+        datetime.now(UTC),
+        dry_run=not act,
+        exclusions=guards.exclusions,
+        on_applied=guards.on_applied,
     )
     _print_run(report, fmt, "Due stops")
     for stop in closed:

@@ -160,8 +160,10 @@ class Actions:
         *,
         policy: str | None = None,
         rec_ids: Collection[str] | None = None,
+        kinds: Collection[str] | None = None,
     ) -> list[Recommendation]:
-        """Recommendations a run may act on now, oldest policy name first."""
+        """Recommendations a run may act on now (of these policy `kinds`, if given), oldest
+        policy name first."""
         with self.warehouse.reader() as conn:
             rows = (
                 conn.sql(
@@ -175,12 +177,14 @@ class Actions:
                                OR (state = 'snoozed' AND snoozed_until <= $now))))
                       AND ($policy::VARCHAR IS NULL OR policy = $policy)
                       AND ($ids::VARCHAR[] IS NULL OR list_contains($ids, rec_id))
+                      AND ($kinds::VARCHAR[] IS NULL OR list_contains($kinds, kind))
                     ORDER BY policy, rec_id
                     """,
                     params={
                         "now": now,
                         "policy": policy,
                         "ids": list(rec_ids) if rec_ids is not None else None,
+                        "kinds": list(kinds) if kinds is not None else None,
                     },
                 )
                 .to_arrow_table()
@@ -239,6 +243,7 @@ class Actions:
         dry_run: bool = True,
         policy: str | None = None,
         rec_ids: Collection[str] | None = None,
+        kinds: Collection[str] | None = None,
         exclusions: Collection[str] = frozenset(),
         scope_sizes: Mapping[str, int] | None = None,
         on_applied: OnApplied | None = None,
@@ -250,7 +255,7 @@ class Actions:
         for the percentage cap, which is not applied to a policy whose scope is unknown.
         """
         report = self._report(dry_run)
-        recs = self.actionable(now, policy=policy, rec_ids=rec_ids)
+        recs = self.actionable(now, policy=policy, rec_ids=rec_ids, kinds=kinds)
         plans = self._check(recs, now, set(exclusions))
         candidates = [p for p in plans if p.skip is None]
         report.refused = self._blast_radius(candidates, recs, scope_sizes or {})

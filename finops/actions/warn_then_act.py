@@ -172,6 +172,7 @@ def schedule_stops(
     now: datetime,
     *,
     policy: str | None = None,
+    kinds: Collection[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> WarningsReport:
     """Warn about, and schedule, a stop for each actionable recommendation not yet pending."""
@@ -189,7 +190,7 @@ def schedule_stops(
         }
     url = webhook_url(settings, environ)
     report = WarningsReport()
-    for rec in actions.actionable(now, policy=policy):
+    for rec in actions.actionable(now, policy=policy, kinds=kinds):
         if rec.rec_id in taken:
             continue
         stop = ScheduledStop(
