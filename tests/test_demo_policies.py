@@ -89,23 +89,24 @@ def test_the_dev_cluster_gets_an_office_hours_schedule(demo_run: DemoRun, found:
         demo_run,
         """
         WITH hours AS (
-            SELECT h.hour, h.node, timezone('Europe/London', h.hour) AS local_time
+            SELECT h.hour, h.resource_id, timezone('Europe/London', h.hour) AS local_time
             FROM gpu_hourly h
             WHERE h.cluster = ? AND h.hour >= '2026-09-03' AND h.hour < '2026-10-01'
         ),
         per_day AS (
-            SELECT "ResourceName" AS node, CAST("ChargePeriodStart" AS DATE) AS day,
+            SELECT "ResourceId" AS resource_id, CAST("ChargePeriodStart" AS DATE) AS day,
                    sum("EffectiveCost") AS cost
             FROM cost_resolved WHERE "ChargeCategory" = 'Usage' AND "Tags"['cluster'] = ?
             GROUP BY ALL
         ),
         reported AS (
-            SELECT node, CAST(hour AS DATE) AS day, count(*) AS hours FROM hours GROUP BY ALL
+            SELECT resource_id, CAST(hour AS DATE) AS day, count(*) AS hours
+            FROM hours GROUP BY ALL
         )
         SELECT sum(d.cost / r.hours)
         FROM hours h
-        JOIN reported r ON r.node = h.node AND r.day = CAST(h.hour AS DATE)
-        JOIN per_day d ON d.node = h.node AND d.day = CAST(h.hour AS DATE)
+        JOIN reported r ON r.resource_id = h.resource_id AND r.day = CAST(h.hour AS DATE)
+        JOIN per_day d ON d.resource_id = h.resource_id AND d.day = CAST(h.hour AS DATE)
         WHERE isodow(h.local_time) > 5 OR hour(h.local_time) < 9 OR hour(h.local_time) >= 18
         """,
         [rec["resource_id"], rec["resource_id"]],
@@ -155,7 +156,7 @@ def test_untagged_spend_is_every_untagged_account_and_service(
         demo_run,
         """
         SELECT coalesce("SubAccountId", "BillingAccountId") || '/' || "ServiceName",
-               sum("EffectiveCost") * 30.4375 / 30
+               sum("EffectiveCost") * CAST(30.4375 AS DECIMAL(18,4)) / 30
         FROM cost_resolved
         WHERE "ChargeCategory" = 'Usage'
           AND "Tags"['team'] IS NULL AND "Tags"['Team'] IS NULL AND "Tags"['owner'] IS NULL
