@@ -384,3 +384,289 @@ def test_offhours_night_busy_share_just_under_and_just_over_the_limit(
             "dev-edge: busy in 5% of its GPU-hours outside run mon,tue,wed,thu,fri "
             "09:00-17:00 UTC, stop otherwise"
         ]
+
+
+# --- spot-shift ---------------------------------------------------------------------------
+
+JUNE_1 = datetime(2026, 6, 1, 6, tzinfo=UTC)
+"""A 30-day lookback is 2 - 31 May (UTC days)."""
+MAY_DAYS = days(date(2026, 5, 2), 30)
+ACCOUNT = "012345678901"
+
+
+def capacity_rows(
+    rid: str, instance_type: str, hourly: str, tags: dict, *, billed: str | None = None, **extra
+) -> list[dict]:
+    """24 billed hours a day for every day of the lookback, at `hourly` (amortised)."""
+    return [
+        day_row(
+            d,
+            str(Decimal(hourly) * 24),
+            str(Decimal(billed) * 24) if billed else None,
+            ResourceId=rid,
+            x_InstanceType=instance_type,
+            RegionId="us-east-1",
+            PricingQuantity="24",
+            PricingUnit="Hours",
+            tags=tags,
+            **extra,
+        )
+        for d in MAY_DAYS
+    ]
+
+
+@pytest.fixture
+def spot_fleet(tmp_path: Path) -> Warehouse:
+    warehouse = Warehouse(tmp_path / "wh.duckdb")
+    on_demand = {"PricingCategory": "Standard"}
+    spot = {"PricingCategory": "Dynamic"}
+    bill = [
+        # Training on on-demand p4d: billed 40.96/h, amortised 32.00/h (a discount applies).
+        *capacity_rows(
+            "i-train-a",
+            "p4d.24xlarge",
+            "32.00",
+            {"cluster": "train-a", "workload": "training", "team": "vision", "env": "dev"},
+            billed="40.96",
+            **on_demand,
+        ),
+        # Inference on the same type: nothing marks it interruptible.
+        *capacity_rows(
+            "i-serve-a",
+            "p4d.24xlarge",
+            "32.00",
+            {"cluster": "serve-a", "workload": "inference", "team": "search", "env": "prod"},
+            **on_demand,
+        ),
+        # A checkpointing batch project on CPUs, with no Spot price known.
+        *capacity_rows(
+            "i-etl-1", "m6i.8xlarge", "1.536", {"project": "etl", "checkpointing": "true"}, **on_demand
+        ),
+        # Spot fine-tuning with a deadline 14 days after 1 June (inside the horizon) ...
+        *capacity_rows(
+            "i-ft-b", "g5.48xlarge", "5.00", {"cluster": "ft-b", "deadline": "2026-06-15"}, **spot
+        ),
+        # ... and one 15 days away (outside it).
+        *capacity_rows(
+            "i-ft-late", "g5.48xlarge", "5.00", {"cluster": "ft-late", "deadline": "2026-06-16"}, **spot
+        ),
+        # Spot capacity whose GPUs run at 95%.
+        *capacity_rows("i-sat-c", "g5.48xlarge", "6.00", {"cluster": "sat-c"}, **spot),
+    ]
+    ingest_bill(warehouse, tmp_path, bill)
+    ingest_samples(
+        warehouse,
+        hourly_samples(
+            "sat-node",
+            "i-sat-c",
+            "sat-c",
+            utc_hours(datetime(2026, 5, 10, tzinfo=UTC), datetime(2026, 5, 11, tzinfo=UTC)),
+            lambda hour, gpu: 95.0,
+        ),
+    )
+    store_prices(warehouse, [("AWS", "us-east-1", "p4d.24xlarge", "Spot", "12.50")], "aws-spot")
+    store_prices(warehouse, [("AWS", "us-east-1", "g5.48xlarge", "OnDemand", "16.288")])
+    return warehouse
+
+
+def spot_policy(tmp_path: Path, **params: object) -> LoadedPolicy:
+    return load_policy(
+        tmp_path, {"kind": "spot-shift", "params": {"lookback_days": 30, **params}}
+    )
+
+
+def test_spot_shift_moves_interruptible_on_demand_work_to_spot(
+    spot_fleet: Warehouse, tmp_path: Path
+) -> None:
+    result = run_policy(spot_fleet, Config(), spot_policy(tmp_path), JUNE_1)
+
+    found = by_id(result)
+    train = found[f"{ACCOUNT}/us-east-1/train-a/p4d.24xlarge"]
+    # 720 h x (32.00 amortised - 12.50 Spot) = 14,040.00 in 30 days; x 30.4375 / 30 a month.
+    assert train.monthly_savings == Decimal("14244.75")
+    assert train.confidence == 0.8
+    assert (train.risk, train.evidence["interruption_bucket"]) == ("high", ">20%")
+    assert Decimal(train.evidence["on_demand_hourly"]) == Decimal("32")
+    assert Decimal(train.evidence["spot_hourly"]) == Decimal("12.5")
+    assert train.evidence["interruptible_by"] == "workload=training"
+    assert train.billed_resource_ids == ("i-train-a",)
+    assert (train.subject.cluster, train.subject.team) == ("train-a", "vision")
+
+    etl = found[f"{ACCOUNT}/us-east-1/etl/m6i.8xlarge"]
+    # No Spot price: 60% off assumed. 720 h x 1.536 x 0.6 = 663.552; x 30.4375 / 30 a month.
+    assert cents(etl.monthly_savings) == Decimal("673.23")
+    assert etl.confidence == 0.5
+    assert (etl.risk, etl.evidence["interruption_bucket"]) == ("low", "<5%")
+    assert etl.evidence["interruptible_by"] == "checkpointing=true"
+
+    assert "serve-a p4d.24xlarge (us-east-1): no tag marks its work interruptible" in (
+        result.passed_over
+    )
+
+
+def test_spot_shift_interruption_bucket_can_be_overridden_per_family(
+    spot_fleet: Warehouse, tmp_path: Path
+) -> None:
+    policy = spot_policy(tmp_path, interruption={"p4d": "<5%"})
+
+    found = by_id(run_policy(spot_fleet, Config(), policy, JUNE_1))
+
+    train = found[f"{ACCOUNT}/us-east-1/train-a/p4d.24xlarge"]
+    assert (train.risk, train.evidence["interruption_bucket"]) == ("low", "<5%")
+
+
+def test_spot_shift_guarantees_spot_capacity_with_a_deadline_or_saturated(
+    spot_fleet: Warehouse, tmp_path: Path
+) -> None:
+    result = run_policy(spot_fleet, Config(), spot_policy(tmp_path), JUNE_1)
+
+    found = by_id(result)
+    deadline = found[f"{ACCOUNT}/us-east-1/ft-b/g5.48xlarge"]
+    # Guaranteeing 720 Spot hours at 5.00 on on-demand at 16.288: 720 x 11.288 = 8,127.36
+    # more in 30 days, x 30.4375 / 30 = 8,245.884 a month: negative savings.
+    assert deadline.monthly_savings == Decimal("-8245.884")
+    assert deadline.evidence["direction"] == "to-on-demand"
+    assert deadline.evidence["deadline"] == "2026-06-15"
+    assert "deadline 2026-06-15 is 14 days away" in deadline.reason
+    saturated = found[f"{ACCOUNT}/us-east-1/sat-c/g5.48xlarge"]
+    # 720 x (16.288 - 6.00) = 7,407.36; x 30.4375 / 30 = 7,515.384 a month.
+    assert saturated.monthly_savings == Decimal("-7515.384")
+    assert saturated.evidence["p95_util_pct"] == 95.0
+    assert "hourly p95 95.0% > 90%" in saturated.reason
+    assert "ft-late g5.48xlarge (us-east-1, Spot): no deadline within 14 days" in (
+        result.passed_over
+    )
+    assert len(result.findings) == 4
+
+
+def test_spot_shift_reads_deadlines_from_a_file_beside_the_policy(
+    spot_fleet: Warehouse, tmp_path: Path
+) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "deadlines.csv").write_text(
+        "group,deadline\nft-late,2026-06-05\n", encoding="utf-8"
+    )
+    policy = spot_policy(tmp_path, deadlines_file="deadlines.csv")
+
+    found = by_id(run_policy(spot_fleet, Config(), policy, JUNE_1))
+
+    late = found[f"{ACCOUNT}/us-east-1/ft-late/g5.48xlarge"]
+    assert late.evidence["deadline"] == "2026-06-05"
+    assert late.monthly_savings == Decimal("-8245.884")
+
+
+def test_spot_shift_refuses_a_malformed_deadlines_file_naming_file_and_line(
+    spot_fleet: Warehouse, tmp_path: Path
+) -> None:
+    (tmp_path / "policies").mkdir()
+    path = tmp_path / "policies" / "deadlines.csv"
+    path.write_text("group,deadline\nft-b,2026-06-05\nft-late,next friday\n", encoding="utf-8")
+    policy = spot_policy(tmp_path, deadlines_file="deadlines.csv")
+
+    with pytest.raises(PolicyError, match=rf"^{path}:3: expected columns group,deadline"):
+        run_policy(spot_fleet, Config(), policy, JUNE_1)
+
+
+def test_spot_shift_prefers_the_providers_spot_price_to_one_seen_in_billing(
+    spot_fleet: Warehouse, tmp_path: Path
+) -> None:
+    store_prices(spot_fleet, [("AWS", "us-east-1", "p4d.24xlarge", "Spot", "14.00")], "billing")
+
+    found = by_id(run_policy(spot_fleet, Config(), spot_policy(tmp_path), JUNE_1))
+
+    train = found[f"{ACCOUNT}/us-east-1/train-a/p4d.24xlarge"]
+    assert Decimal(train.evidence["spot_hourly"]) == Decimal("12.5")
+    assert "aws-spot" in train.evidence["spot_price_basis"]
+
+
+# --- rightsize-gpu ------------------------------------------------------------------------
+
+MAY_15 = datetime(2026, 5, 15, 6, tzinfo=UTC)
+"""A 14-day lookback is 1 - 14 May (UTC days)."""
+LADDER = [
+    {"from": "p4d.24xlarge", "to": "g5.48xlarge", "to_gpu_memory_mib": 24_000},
+    {"from": "a2-highgpu-8g", "to": "g2-standard-96", "to_gpu_memory_mib": 23_034},
+]
+
+
+def gpu_node(
+    cluster: str,
+    instance_type: str,
+    *,
+    mem_used: Callable[[int], float],
+    util: float = 20.0,
+    sample_hours: int = 200,
+) -> tuple[list[dict], list[dict]]:
+    """A 1-GPU node billed 24 h a day for 14 days at 32.00/h, with one sample an hour."""
+    rid = f"i-{cluster}"
+    bill = [
+        day_row(
+            d,
+            "768.00",
+            ResourceId=rid,
+            x_InstanceType=instance_type,
+            RegionId="us-east-1",
+            PricingQuantity="24",
+            PricingUnit="Hours",
+            tags={"cluster": cluster, "team": "vision", "env": "dev"},
+        )
+        for d in days(date(2026, 5, 1), 14)
+    ]
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    samples = hourly_samples(
+        f"{cluster}-node",
+        rid,
+        cluster,
+        utc_hours(start, start + timedelta(hours=sample_hours)),
+        lambda hour, gpu: util,
+        gpus=1,
+        mem_used=mem_used,
+    )
+    return bill, samples
+
+
+def test_rightsize_gpu_fits_a_cheaper_type_or_says_why_not(tmp_path: Path) -> None:
+    nodes = [
+        # p95 of 190 x 8,000 and 10 x 20,000 MiB: position 199 x 0.95 = 189.05, so
+        # 8,000 + 0.05 x 12,000 = 8,600 MiB; 1 - 8,600 / 24,000 = 64.2% headroom: low risk.
+        gpu_node("roomy", "p4d.24xlarge", mem_used=lambda i: 8_000.0 if i % 20 else 20_000.0),
+        # 19,150 MiB: 20.2% headroom, just enough (min_headroom 20%): high risk.
+        gpu_node("edge", "p4d.24xlarge", mem_used=lambda i: 19_150.0),
+        # 19,250 MiB: 19.8% headroom, just too little.
+        gpu_node("tight", "p4d.24xlarge", mem_used=lambda i: 19_250.0),
+        gpu_node("busy", "p4d.24xlarge", mem_used=lambda i: 8_000.0, util=70.0),
+        gpu_node("few", "p4d.24xlarge", mem_used=lambda i: 8_000.0, sample_hours=167),
+        gpu_node("gcp", "a2-highgpu-8g", mem_used=lambda i: 8_000.0),
+    ]
+    warehouse = Warehouse(tmp_path / "wh.duckdb")
+    ingest_bill(warehouse, tmp_path, [r for bill, _ in nodes for r in bill])
+    ingest_samples(warehouse, [s for _, samples in nodes for s in samples])
+    store_prices(warehouse, [("AWS", "us-east-1", "g5.48xlarge", "OnDemand", "16.288")])
+    policy = load_policy(
+        tmp_path,
+        {"kind": "rightsize-gpu", "params": {"lookback_days": 14, "ladder": LADDER}},
+    )
+
+    result = run_policy(warehouse, Config(), policy, MAY_15)
+
+    found = by_id(result)
+    assert sorted(found) == ["edge/p4d.24xlarge", "roomy/p4d.24xlarge"]
+    roomy = found["roomy/p4d.24xlarge"]
+    assert roomy.evidence["p95_mem_used_mib"] == 8_600.0
+    assert roomy.evidence["headroom"] == 0.642
+    assert roomy.risk == "low"
+    assert roomy.evidence["samples"] == 200
+    # 336 billed hours x (32.00 - 16.288) = 5,279.232 in 14 days; x 30.4375 / 14 a month.
+    assert roomy.monthly_savings == Decimal("5279.232") * MONTH_DAYS / 14
+    assert cents(roomy.monthly_savings) == Decimal("11477.62")
+    edge = found["edge/p4d.24xlarge"]
+    assert (edge.evidence["headroom"], edge.risk) == (0.202, "high")
+    assert edge.monthly_savings == roomy.monthly_savings
+    assert sorted(result.passed_over) == [
+        "busy p4d.24xlarge: p95 utilisation 70.0% >= 60%",
+        "few p4d.24xlarge: only 167 samples",
+        "gcp a2-highgpu-8g: fits g2-standard-96, but no price for it in us-east-1: "
+        "run `finops prices refresh`",
+        "tight p4d.24xlarge: p95 memory 19,250 MiB leaves 19.8% of a g5.48xlarge GPU's "
+        "24,000 MiB, need 20.0%",
+    ]
