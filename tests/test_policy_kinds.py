@@ -415,9 +415,8 @@ def capacity_rows(
     ]
 
 
-@pytest.fixture
-def spot_fleet(tmp_path: Path) -> Warehouse:
-    warehouse = Warehouse(tmp_path / "wh.duckdb")
+def build_spot_fleet(folder: Path) -> Warehouse:
+    warehouse = Warehouse(folder / "wh.duckdb")
     on_demand = {"PricingCategory": "Standard"}
     spot = {"PricingCategory": "Dynamic"}
     bill = [
@@ -440,7 +439,11 @@ def spot_fleet(tmp_path: Path) -> Warehouse:
         ),
         # A checkpointing batch project on CPUs, with no Spot price known.
         *capacity_rows(
-            "i-etl-1", "m6i.8xlarge", "1.536", {"project": "etl", "checkpointing": "true"}, **on_demand
+            "i-etl-1",
+            "m6i.8xlarge",
+            "1.536",
+            {"project": "etl", "checkpointing": "true"},
+            **on_demand,
         ),
         # Spot fine-tuning with a deadline 14 days after 1 June (inside the horizon) ...
         *capacity_rows(
@@ -448,12 +451,16 @@ def spot_fleet(tmp_path: Path) -> Warehouse:
         ),
         # ... and one 15 days away (outside it).
         *capacity_rows(
-            "i-ft-late", "g5.48xlarge", "5.00", {"cluster": "ft-late", "deadline": "2026-06-16"}, **spot
+            "i-ft-late",
+            "g5.48xlarge",
+            "5.00",
+            {"cluster": "ft-late", "deadline": "2026-06-16"},
+            **spot,
         ),
         # Spot capacity whose GPUs run at 95%.
         *capacity_rows("i-sat-c", "g5.48xlarge", "6.00", {"cluster": "sat-c"}, **spot),
     ]
-    ingest_bill(warehouse, tmp_path, bill)
+    ingest_bill(warehouse, folder, bill)
     ingest_samples(
         warehouse,
         hourly_samples(
@@ -469,10 +476,14 @@ def spot_fleet(tmp_path: Path) -> Warehouse:
     return warehouse
 
 
+@pytest.fixture(scope="module")
+def spot_fleet(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    """Shared by the tests that only read it."""
+    return build_spot_fleet(tmp_path_factory.mktemp("spot"))
+
+
 def spot_policy(tmp_path: Path, **params: object) -> LoadedPolicy:
-    return load_policy(
-        tmp_path, {"kind": "spot-shift", "params": {"lookback_days": 30, **params}}
-    )
+    return load_policy(tmp_path, {"kind": "spot-shift", "params": {"lookback_days": 30, **params}})
 
 
 def test_spot_shift_moves_interruptible_on_demand_work_to_spot(
@@ -568,11 +579,12 @@ def test_spot_shift_refuses_a_malformed_deadlines_file_naming_file_and_line(
 
 
 def test_spot_shift_prefers_the_providers_spot_price_to_one_seen_in_billing(
-    spot_fleet: Warehouse, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    store_prices(spot_fleet, [("AWS", "us-east-1", "p4d.24xlarge", "Spot", "14.00")], "billing")
+    fleet = build_spot_fleet(tmp_path)
+    store_prices(fleet, [("AWS", "us-east-1", "p4d.24xlarge", "Spot", "14.00")], "billing")
 
-    found = by_id(run_policy(spot_fleet, Config(), spot_policy(tmp_path), JUNE_1))
+    found = by_id(run_policy(fleet, Config(), spot_policy(tmp_path), JUNE_1))
 
     train = found[f"{ACCOUNT}/us-east-1/train-a/p4d.24xlarge"]
     assert Decimal(train.evidence["spot_hourly"]) == Decimal("12.5")
@@ -670,3 +682,243 @@ def test_rightsize_gpu_fits_a_cheaper_type_or_says_why_not(tmp_path: Path) -> No
         "tight p4d.24xlarge: p95 memory 19,250 MiB leaves 19.8% of a g5.48xlarge GPU's "
         "24,000 MiB, need 20.0%",
     ]
+
+
+# --- untagged-spend -------------------------------------------------------------------------
+
+EC2 = "Amazon Elastic Compute Cloud"
+S3 = "Amazon Simple Storage Service"
+
+
+def spend(account: str, day: str, cost: str, tags: dict | None, **overrides: str) -> dict:
+    return row(day, cost, tags=tags, SubAccountId=account, **overrides)
+
+
+def test_untagged_spend_groups_untagged_usage_by_account_and_service_with_an_owner(
+    tmp_path: Path,
+) -> None:
+    a, b = "111111111111", "222222222222"
+    bill = [
+        # Account A's tagged usage: vision 400 + 100 (`Team: Vision`) + 100 (`team: CV`, an
+        # alias) = 600, search 200: vision holds 75% of it.
+        spend(a, "05-10", "400.00", {"team": "vision"}, ResourceId="i-a1"),
+        spend(a, "05-10", "100.00", {"Team": "Vision"}, ResourceId="i-a2"),
+        spend(a, "05-10", "100.00", {"team": "CV"}, ResourceId="bucket-a", ServiceName=S3),
+        spend(a, "05-11", "200.00", {"team": "search"}, ResourceId="i-a3"),
+        # Untagged EC2 in A: i-a4 250 + 50, i-a5 110 = 410.
+        spend(a, "05-12", "250.00", {"env": "dev"}, ResourceId="i-a4"),
+        spend(a, "05-13", "110.00", None, ResourceId="i-a5"),
+        spend(a, "05-14", "50.00", None, ResourceId="i-a4"),
+        # Not counted: a credit and a tax (nothing to tag), and usage before the lookback.
+        spend(a, "05-14", "-30.00", None, ChargeCategory="Credit"),
+        spend(a, "05-14", "20.00", None, ChargeCategory="Tax"),
+        spend(a, "05-01", "1000.00", None, ResourceId="i-a6"),
+        # Untagged S3 in A: 60 a lookback, 60.88 a month, under min_monthly_cost 100.
+        spend(a, "05-20", "60.00", None, ResourceId="bucket-b", ServiceName=S3),
+        # Account B: tagged usage split three ways (no team holds half), 600 untagged.
+        spend(b, "05-10", "100.00", {"team": "vision"}, ResourceId="i-b2"),
+        spend(b, "05-10", "100.00", {"team": "search"}, ResourceId="i-b3"),
+        spend(b, "05-10", "100.00", {"team": "ml-platform"}, ResourceId="i-b4"),
+        spend(b, "05-15", "600.00", None, ResourceId="i-b1"),
+    ]
+    warehouse = Warehouse(tmp_path / "wh.duckdb")
+    ingest_bill(warehouse, tmp_path, bill)
+    config = Config(
+        allocation=AllocationSettings(tag_key="team", tag_aliases=("Team",)),
+        teams=(Team(name="vision", aliases=("cv",)),),
+    )
+    policy = load_policy(tmp_path, {"kind": "untagged-spend", "params": {"lookback_days": 30}})
+
+    result = run_policy(warehouse, config, policy, JUNE_1)
+
+    found = by_id(result)
+    assert sorted(found) == [f"{a}/{EC2}", f"{b}/{EC2}"]
+    ec2_a = found[f"{a}/{EC2}"]
+    assert Decimal(ec2_a.evidence["untagged_cost"]) == Decimal("410.00")
+    # 410 over 30 days: 410 x 30.4375 / 30 = 415.98 a month.
+    assert ec2_a.evidence["untagged_monthly_cost"] == "415.98"
+    assert (ec2_a.evidence["resources"], ec2_a.evidence["top_resources"]) == (2, ["i-a4", "i-a5"])
+    assert (ec2_a.evidence["likely_owner"], ec2_a.evidence["owner_share"]) == ("vision", 0.75)
+    assert (ec2_a.owner, ec2_a.subject.team) == ("vision", "vision")
+    assert ec2_a.monthly_savings == 0
+    ec2_b = found[f"{b}/{EC2}"]
+    assert ec2_b.evidence["untagged_monthly_cost"] == "608.75"
+    assert ec2_b.evidence["likely_owner"] is None
+    assert ec2_b.evidence["owner_share"] == 0.333
+    assert ec2_b.owner is None
+    assert result.passed_over == [f"{S3} in {a}: 60.88 a month untagged, under the minimum"]
+
+
+# --- commitment-coverage --------------------------------------------------------------------
+
+
+def build_steady_fleet(folder: Path) -> Warehouse:
+    """m6i: 480 a day on demand (20.00/h) but 240 (10.00/h) on 9 and 10 May, plus usage a
+    savings plan already covers; c6i: on demand on 20 of the 30 days only."""
+    bill = []
+    for d in MAY_DAYS:
+        quiet = d in (date(2026, 5, 9), date(2026, 5, 10))
+        for itype, share in (("m6i.8xlarge", "0.6"), ("m6i.4xlarge", "0.4")):
+            day_cost = Decimal(240 if quiet else 480) * Decimal(share)
+            bill.append(
+                day_row(
+                    d,
+                    str(day_cost),
+                    ResourceId=f"i-{itype}",
+                    x_InstanceType=itype,
+                    RegionId="us-east-1",
+                    PricingCategory="Standard",
+                    PricingQuantity="24",
+                    PricingUnit="Hours",
+                )
+            )
+        bill.append(
+            day_row(
+                d,
+                "1000.00",
+                ResourceId="i-covered",
+                x_InstanceType="m6i.8xlarge",
+                RegionId="us-east-1",
+                PricingCategory="Committed",
+                CommitmentDiscountId="sp-1",
+                PricingQuantity="24",
+                PricingUnit="Hours",
+            )
+        )
+        if d.day <= 21:
+            bill.append(
+                day_row(
+                    d,
+                    "960.00",
+                    ResourceId="i-c6i",
+                    x_InstanceType="c6i.8xlarge",
+                    RegionId="us-east-1",
+                    PricingCategory="Standard",
+                    PricingQuantity="24",
+                    PricingUnit="Hours",
+                )
+            )
+    warehouse = Warehouse(folder / "wh.duckdb")
+    ingest_bill(warehouse, folder, bill)
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def steady_fleet(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    """Shared by the tests that only read it."""
+    return build_steady_fleet(tmp_path_factory.mktemp("steady"))
+
+
+def test_commitment_coverage_prices_the_steady_baseline_at_the_default_discount(
+    steady_fleet: Warehouse, tmp_path: Path
+) -> None:
+    policy = load_policy(tmp_path, {"kind": "commitment-coverage"})
+
+    result = run_policy(steady_fleet, Config(), policy, JUNE_1)
+
+    (finding,) = result.findings
+    assert finding.resource_id == "AWS/us-east-1/m6i"
+    # The 10th percentile of the 30 days' hourly rates (two at 10.00, 28 at 20.00) is 20.00;
+    # 20.00 x 730.5 h x 28% = 4,090.80 a month; break-even after 12 x (1 - 0.28) = 8.6 months.
+    assert Decimal(finding.evidence["baseline_hourly"]) == 20
+    assert finding.monthly_savings == Decimal("4090.80")
+    assert finding.evidence["break_even_months"] == 8.6
+    assert finding.evidence["discount_basis"] == "assumed for AWS"
+    assert finding.confidence == 0.6
+    assert result.passed_over == ["AWS c6i in us-east-1: on-demand on 20 of 30 days, not steady"]
+
+
+def test_commitment_coverage_uses_the_discount_observed_in_prices(tmp_path: Path) -> None:
+    fleet = build_steady_fleet(tmp_path)
+    store_prices(
+        fleet,
+        [
+            ("AWS", "us-east-1", "m6i.8xlarge", "OnDemand", "1.536"),
+            ("AWS", "us-east-1", "m6i.8xlarge", "SavingsPlan", "0.9984"),
+            ("AWS", "us-east-1", "m6i.4xlarge", "OnDemand", "0.768"),
+            ("AWS", "us-east-1", "m6i.4xlarge", "SavingsPlan", "0.4992"),
+        ],
+    )
+    policy = load_policy(tmp_path, {"kind": "commitment-coverage"})
+
+    (finding,) = run_policy(fleet, Config(), policy, JUNE_1).findings
+
+    # 1 - (0.9984 + 0.4992) / (1.536 + 0.768) = 35% off: 20.00 x 730.5 x 0.35 = 5,113.50 a
+    # month, breaking even after 12 x 0.65 = 7.8 months.
+    assert finding.evidence["discount"] == 0.35
+    assert cents(finding.monthly_savings) == Decimal("5113.50")
+    assert finding.evidence["break_even_months"] == 7.8
+    assert finding.evidence["discount_basis"] == "observed in prices"
+    assert finding.confidence == 0.8
+
+
+def test_commitment_coverage_flags_commitments_ending_within_90_days(
+    steady_fleet: Warehouse, tmp_path: Path
+) -> None:
+    expiries = {"sp-soon": "2026-07-16", "sp-day-90": "2026-08-30", "sp-day-91": "2026-08-31"}
+    policy = load_policy(
+        tmp_path,
+        {
+            "kind": "commitment-coverage",
+            "params": {"expiries": expiries, "min_monthly_savings": 10_000},
+        },
+    )
+
+    result = run_policy(steady_fleet, Config(), policy, JUNE_1)
+
+    assert {f.resource_id: f.evidence["days_left"] for f in result.findings} == {
+        "sp-day-90": 90,
+        "sp-soon": 45,
+    }
+    assert "AWS m6i in us-east-1: 4,090.80 a month, under the minimum" in result.passed_over
+
+
+# --- scope ------------------------------------------------------------------------------------
+
+TRAIN_A = f"{ACCOUNT}/us-east-1/train-a/p4d.24xlarge"
+ETL = f"{ACCOUNT}/us-east-1/etl/m6i.8xlarge"
+FT_B = f"{ACCOUNT}/us-east-1/ft-b/g5.48xlarge"
+SAT_C = f"{ACCOUNT}/us-east-1/sat-c/g5.48xlarge"
+
+
+@pytest.mark.parametrize(
+    ("scope", "kept", "why_not"),
+    [
+        ({"include": {"providers": ["AWS"]}}, [ETL, FT_B, SAT_C, TRAIN_A], None),
+        (
+            {"include": {"providers": ["Google Cloud"]}},
+            [],
+            f"{TRAIN_A}: outside the policy's scope (provider AWS)",
+        ),
+        (
+            {"include": {"environments": ["dev"]}},
+            [TRAIN_A],
+            f"{ETL}: outside the policy's scope (environment (none))",
+        ),
+        (
+            {"exclude": {"clusters": ["train-a", "sat-c"]}},
+            [ETL, FT_B],
+            f"{TRAIN_A}: excluded by the policy (cluster train-a)",
+        ),
+        (
+            {"include": {"tags": {"team": ["vision"]}}},
+            [TRAIN_A],
+            f"{FT_B}: outside the policy's scope (tag team=(none))",
+        ),
+        (
+            {"exclude": {"tags": {"checkpointing": None}}},
+            [FT_B, SAT_C, TRAIN_A],
+            f"{ETL}: excluded by the policy (tag checkpointing=true)",
+        ),
+    ],
+)
+def test_scope_filters_findings_through_the_engine(
+    spot_fleet: Warehouse, tmp_path: Path, scope: dict, kept: list[str], why_not: str | None
+) -> None:
+    policy = load_policy(tmp_path, {"kind": "spot-shift", "scope": scope})
+
+    result = run_policy(spot_fleet, Config(), policy, JUNE_1)
+
+    assert sorted(by_id(result)) == kept
+    if why_not:
+        assert why_not in result.passed_over
