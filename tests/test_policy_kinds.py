@@ -209,25 +209,66 @@ def expected_saving(
     return off, off * GPU_HOUR_COST
 
 
+APR_13, MAY_11_UTC = datetime(2026, 4, 13, tzinfo=UTC), datetime(2026, 5, 11, tzinfo=UTC)
+LISTED_HOLIDAY, BANK_HOLIDAY = date(2026, 4, 15), date(2026, 5, 4)
+"""A Wednesday listed in finops.yaml; the early May bank holiday, a Monday (GB)."""
+
+
+def night_jobs(count: int) -> set[datetime]:
+    """The first `count` of the four weeks' 00-05 UTC hours."""
+    return set([h for h in utc_hours(APR_13, MAY_11_UTC) if h.hour < 6][:count])
+
+
+@pytest.fixture(scope="module")
+def office_fleet(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    """Four weeks of 2-GPU dev clusters, each busy in its own pattern (one ingest for all)."""
+    berlin, utc = office_hours("Europe/Berlin"), office_hours("UTC")
+    nightly, edge_51, edge_52 = night_jobs(84), night_jobs(51), night_jobs(52)
+    patterns: dict[str, tuple[str, Callable[[datetime, int], bool]]] = {
+        "dev-a": ("dev", lambda hour, gpu: berlin(hour)),
+        "prod-a": ("prod", lambda hour, gpu: berlin(hour)),
+        # GPU 0 runs jobs 00-05 UTC every night of the first two weeks: 2 of a cell's 8
+        # GPU-hours (under busy_cell_share 0.5), 84 of the 1,024 off-schedule GPU-hours.
+        "dev-night": ("dev", lambda hour, gpu: utc(hour) or (gpu == 0 and hour in nightly)),
+        # 51 busy of 1,024 off-schedule GPU-hours is 4.98%, under the 5% allowed; 52 is 5.08%.
+        "dev-edge-51": ("dev", lambda hour, gpu: utc(hour) or (gpu == 0 and hour in edge_51)),
+        "dev-edge-52": ("dev", lambda hour, gpu: utc(hour) or (gpu == 0 and hour in edge_52)),
+    }
+    for day_off in (LISTED_HOLIDAY, BANK_HOLIDAY):
+        london = office_hours("Europe/London", frozenset({day_off}))
+        patterns[f"dev-uk-{day_off:%m%d}"] = ("dev", lambda hour, gpu, w=london: w(hour))
+    bill, samples = [], []
+    for cluster, (env, busy) in patterns.items():
+        more_bill, more_samples = dev_cluster(cluster, env, APR_13, MAY_11_UTC, busy)
+        bill += more_bill
+        samples += more_samples
+    # Ten hours of metrics only.
+    _, tiny = dev_cluster(
+        "dev-tiny", "dev", APR_13, APR_13 + timedelta(hours=10), lambda h, g: False
+    )
+    bill.append(
+        day_row(
+            APR_13.date(),
+            "10.00",
+            ResourceId="i-dev-tiny",
+            tags={"cluster": "dev-tiny", "env": "dev"},
+        )
+    )
+    folder = tmp_path_factory.mktemp("offhours")
+    warehouse = Warehouse(folder / "wh.duckdb")
+    ingest_bill(warehouse, folder, bill)
+    ingest_samples(warehouse, samples + tiny)
+    return warehouse
+
+
 def test_offhours_recommends_the_working_week_and_prices_the_hours_outside_it(
-    tmp_path: Path,
+    office_fleet: Warehouse, tmp_path: Path
 ) -> None:
-    start, end = datetime(2026, 4, 13, tzinfo=UTC), datetime(2026, 5, 11, tzinfo=UTC)
-    working = office_hours("Europe/Berlin")
-    bill, samples = dev_cluster("dev-a", "dev", start, end, lambda hour, gpu: working(hour))
-    prod_bill, prod_samples = dev_cluster(
-        "prod-a", "prod", start, end, lambda hour, gpu: working(hour)
-    )
-    warehouse = Warehouse(tmp_path / "wh.duckdb")
-    ingest_bill(warehouse, tmp_path, bill + prod_bill)
-    ingest_samples(warehouse, samples + prod_samples)
+    policy = offhours_policy(tmp_path, time_zone="Europe/Berlin")
 
-    result = run_policy(
-        warehouse, Config(), offhours_policy(tmp_path, time_zone="Europe/Berlin"), MAY_11
-    )
+    result = run_policy(office_fleet, Config(), policy, MAY_11)
 
-    (finding,) = result.findings
-    assert finding.resource_id == "dev-a"
+    finding = by_id(result)["dev-a"]
     assert finding.evidence["schedule"] == {
         "days": ["mon", "tue", "wed", "thu", "fri"],
         "start": "09:00",
@@ -235,7 +276,7 @@ def test_offhours_recommends_the_working_week_and_prices_the_hours_outside_it(
         "time_zone": "Europe/Berlin",
     }
     # 28 days x 24 h x 2 GPUs = 1,344 GPU-hours; 20 working days x 8 h x 2 GPUs = 320 inside.
-    off_hours, saved = expected_saving(start, end, working)
+    off_hours, saved = expected_saving(APR_13, MAY_11_UTC, office_hours("Europe/Berlin"))
     assert off_hours == 1_344 - 320
     assert finding.evidence["gpu_hours"] == 1_344
     assert finding.evidence["off_schedule_gpu_hours"] == 1_024
@@ -248,6 +289,7 @@ def test_offhours_recommends_the_working_week_and_prices_the_hours_outside_it(
     assert finding.billed_resource_ids == ("i-dev-a",)
     assert finding.subject.environment == "dev"
     assert finding.subject.team == "vision"
+    assert "prod-a" not in by_id(result)
     assert "prod-a: env prod is not dev/staging" in result.passed_over
 
 
@@ -283,107 +325,52 @@ def test_offhours_schedule_keeps_local_hours_across_a_dst_change(tmp_path: Path)
 @pytest.mark.parametrize(
     ("holidays", "day_off"),
     [
-        (Holidays(dates=(date(2026, 4, 15),)), date(2026, 4, 15)),  # a Wednesday, listed
-        (Holidays(country="GB"), date(2026, 5, 4)),  # the early May bank holiday, a Monday
+        (Holidays(dates=(LISTED_HOLIDAY,)), LISTED_HOLIDAY),
+        (Holidays(country="GB"), BANK_HOLIDAY),
     ],
 )
 def test_offhours_counts_a_weekday_holiday_as_off_schedule(
-    tmp_path: Path, holidays: Holidays, day_off: date
+    office_fleet: Warehouse, tmp_path: Path, holidays: Holidays, day_off: date
 ) -> None:
-    start, end = datetime(2026, 4, 13, tzinfo=UTC), datetime(2026, 5, 11, tzinfo=UTC)
-    working = office_hours("Europe/London", frozenset({day_off}))
-    bill, samples = dev_cluster("dev-uk", "dev", start, end, lambda hour, gpu: working(hour))
-    warehouse = Warehouse(tmp_path / "wh.duckdb")
-    ingest_bill(warehouse, tmp_path, bill)
-    ingest_samples(warehouse, samples)
     config = Config(time_zone="Europe/London", holidays=holidays)
 
-    (finding,) = run_policy(warehouse, config, offhours_policy(tmp_path), MAY_11).findings
+    result = run_policy(office_fleet, config, offhours_policy(tmp_path), MAY_11)
 
-    assert finding.evidence["schedule"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
-    assert (finding.evidence["schedule"]["start"], finding.evidence["schedule"]["stop"]) == (
-        "09:00",
-        "17:00",
-    )
+    finding = by_id(result)[f"dev-uk-{day_off:%m%d}"]
+    assert finding.evidence["schedule"] == {
+        "days": ["mon", "tue", "wed", "thu", "fri"],
+        "start": "09:00",
+        "stop": "17:00",
+        "time_zone": "Europe/London",
+    }
     assert day_off.isoformat() in finding.evidence["holidays"]
     # 19 working days inside the schedule: the holiday's 8 hours x 2 GPUs are saved too.
-    off_hours, saved = expected_saving(start, end, working)
+    working = office_hours("Europe/London", frozenset({day_off}))
+    off_hours, saved = expected_saving(APR_13, MAY_11_UTC, working)
     assert off_hours == 1_344 - 19 * 8 * 2
     assert finding.evidence["off_schedule_gpu_hours"] == off_hours
     assert saved == 1_040 * GPU_HOUR_COST == Decimal("1331.20")
     assert cents(Decimal(finding.evidence["saved_in_window"])) == saved
 
 
-def test_offhours_passes_over_a_cluster_busy_at_night_and_one_with_too_few_hours(
-    tmp_path: Path,
+def test_offhours_passes_over_busy_nights_and_too_few_hours_and_finds_the_just_idle(
+    office_fleet: Warehouse, tmp_path: Path
 ) -> None:
-    start, end = datetime(2026, 4, 13, tzinfo=UTC), datetime(2026, 5, 11, tzinfo=UTC)
-    working = office_hours("UTC")
+    policy = offhours_policy(tmp_path, busy_cell_share=0.5)
 
-    def nightly(hour: datetime, gpu: int) -> bool:
-        # GPU 0 runs jobs 00-05 every night of the first two weeks: 2 of a cell's 8
-        # GPU-hours (under busy_cell_share 0.5), 6 x 14 = 84 of 1,024 off-schedule GPU-hours.
-        return working(hour) or (gpu == 0 and hour.hour < 6 and hour < start + timedelta(14))
+    result = run_policy(office_fleet, Config(), policy, MAY_11)
 
-    bill, samples = dev_cluster("dev-night", "dev", start, end, nightly)
-    tiny_end = start + timedelta(hours=10)
-    tiny_bill, tiny_samples = dev_cluster("dev-tiny", "dev", start, tiny_end, lambda h, g: False)
-    tiny_bill = [
-        day_row(
-            start.date(),
-            "10.00",
-            ResourceId="i-dev-tiny",
-            tags={"cluster": "dev-tiny", "env": "dev"},
-        )
-    ]
-    warehouse = Warehouse(tmp_path / "wh.duckdb")
-    ingest_bill(warehouse, tmp_path, bill + tiny_bill)
-    ingest_samples(warehouse, samples + tiny_samples)
-
-    result = run_policy(warehouse, Config(), offhours_policy(tmp_path, busy_cell_share=0.5), MAY_11)
-
-    assert result.findings == []
-    assert sorted(result.passed_over) == [
-        "dev-night: busy in 8% of its GPU-hours outside run mon,tue,wed,thu,fri 09:00-17:00 "
-        "UTC, stop otherwise",
-        "dev-tiny: only 20 GPU-hours of metrics",
-    ]
-
-
-@pytest.mark.parametrize(("night_hours", "found"), [(51, True), (52, False)])
-def test_offhours_night_busy_share_just_under_and_just_over_the_limit(
-    tmp_path: Path, night_hours: int, found: bool
-) -> None:
-    start, end = datetime(2026, 4, 13, tzinfo=UTC), datetime(2026, 5, 11, tzinfo=UTC)
-    working = office_hours("UTC")
-    # GPU 0 busy in the first `night_hours` hours of 00-05 UTC: of 1,024 off-schedule
-    # GPU-hours, 51 is 4.98% (under max_offwindow_busy_share 5%) and 52 is 5.08%.
-    nights = set([h for h in utc_hours(start, end) if h.hour < 6][:night_hours])
-    bill, samples = dev_cluster(
-        "dev-edge",
-        "dev",
-        start,
-        end,
-        lambda hour, gpu: working(hour) or (gpu == 0 and hour in nights),
-    )
-    warehouse = Warehouse(tmp_path / "wh.duckdb")
-    ingest_bill(warehouse, tmp_path, bill)
-    ingest_samples(warehouse, samples)
-
-    result = run_policy(warehouse, Config(), offhours_policy(tmp_path, busy_cell_share=0.5), MAY_11)
-
-    if found:
-        (finding,) = result.findings
-        assert finding.evidence["off_schedule_busy_gpu_hours"] == 51
-        assert finding.evidence["schedule"]["start"] == "09:00"
-        # Every off-schedule GPU-hour is priced, the few busy ones (under 5%) included.
-        assert cents(Decimal(finding.evidence["saved_in_window"])) == 1_024 * GPU_HOUR_COST
-    else:
-        assert result.findings == []
-        assert result.passed_over == [
-            "dev-edge: busy in 5% of its GPU-hours outside run mon,tue,wed,thu,fri "
-            "09:00-17:00 UTC, stop otherwise"
-        ]
+    schedule = "run mon,tue,wed,thu,fri 09:00-17:00 UTC, stop otherwise"
+    assert f"dev-night: busy in 8% of its GPU-hours outside {schedule}" in result.passed_over
+    assert f"dev-edge-52: busy in 5% of its GPU-hours outside {schedule}" in result.passed_over
+    assert "dev-tiny: only 20 GPU-hours of metrics" in result.passed_over
+    found = by_id(result)
+    assert not {"dev-night", "dev-edge-52", "dev-tiny"} & set(found)
+    edge = found["dev-edge-51"]
+    assert edge.evidence["off_schedule_busy_gpu_hours"] == 51
+    assert edge.evidence["schedule"]["start"] == "09:00"
+    # Every off-schedule GPU-hour is priced, the few busy ones (under 5%) included.
+    assert cents(Decimal(edge.evidence["saved_in_window"])) == 1_024 * GPU_HOUR_COST
 
 
 # --- spot-shift ---------------------------------------------------------------------------
