@@ -578,6 +578,40 @@ def test_spot_shift_prefers_the_providers_spot_price_to_one_seen_in_billing(
     assert "aws-spot" in train.evidence["spot_price_basis"]
 
 
+def test_spot_shift_knows_a_cluster_by_any_cluster_tag_key(tmp_path: Path) -> None:
+    # An EKS node group tagged `eks:cluster-name` (one of gpu.cluster_tag_keys), saturated.
+    warehouse = Warehouse(tmp_path / "wh.duckdb")
+    ingest_bill(
+        warehouse,
+        tmp_path,
+        capacity_rows(
+            "i-eks-1",
+            "g5.48xlarge",
+            "6.00",
+            {"eks:cluster-name": "sat-eks"},
+            PricingCategory="Dynamic",
+        ),
+    )
+    ingest_samples(
+        warehouse,
+        hourly_samples(
+            "eks-node",
+            "i-eks-1",
+            "sat-eks",
+            utc_hours(datetime(2026, 5, 10, tzinfo=UTC), datetime(2026, 5, 11, tzinfo=UTC)),
+            lambda hour, gpu: 95.0,
+        ),
+    )
+    store_prices(warehouse, [("AWS", "us-east-1", "g5.48xlarge", "OnDemand", "16.288")])
+
+    result = run_policy(warehouse, Config(), spot_policy(tmp_path), JUNE_1)
+
+    (finding,) = result.findings
+    assert finding.resource_id == f"{ACCOUNT}/us-east-1/sat-eks/g5.48xlarge"
+    assert finding.subject.cluster == "sat-eks"
+    assert finding.monthly_savings == Decimal("-7515.384")
+
+
 # --- rightsize-gpu ------------------------------------------------------------------------
 
 MAY_15 = datetime(2026, 5, 15, 6, tzinfo=UTC)
