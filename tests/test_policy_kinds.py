@@ -7,6 +7,7 @@ recommendations, and the reason given for every candidate passed over.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -237,11 +238,15 @@ def office_fleet(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     for day_off in (LISTED_HOLIDAY, BANK_HOLIDAY):
         london = office_hours("Europe/London", frozenset({day_off}))
         patterns[f"dev-uk-{day_off:%m%d}"] = ("dev", lambda hour, gpu, w=london: w(hour))
+    patterns["dev-kept"] = ("dev", lambda hour, gpu: berlin(hour))
     bill, samples = [], []
     for cluster, (env, busy) in patterns.items():
         more_bill, more_samples = dev_cluster(cluster, env, APR_13, MAY_11_UTC, busy)
         bill += more_bill
         samples += more_samples
+    # dev-kept opts out: one day's bill of its instance carries the protect tag.
+    kept = next(r for r in bill if r["ResourceId"] == "i-dev-kept")
+    kept["Tags"] = json.dumps({**json.loads(kept["Tags"]), "finops:protect": "true"})
     # Ten hours of metrics only.
     _, tiny = dev_cluster(
         "dev-tiny", "dev", APR_13, APR_13 + timedelta(hours=10), lambda h, g: False
@@ -291,6 +296,8 @@ def test_offhours_recommends_the_working_week_and_prices_the_hours_outside_it(
     assert finding.subject.team == "vision"
     assert "prod-a" not in by_id(result)
     assert "prod-a: env prod is not dev/staging" in result.passed_over
+    assert "dev-kept" not in by_id(result)
+    assert "dev-kept: tag finops:protect=true is set" in result.passed_over
 
 
 def test_offhours_schedule_keeps_local_hours_across_a_dst_change(tmp_path: Path) -> None:
