@@ -149,6 +149,7 @@ def cents(value: Decimal) -> Decimal:
 
 MAY_11 = datetime(2026, 5, 11, 6, tzinfo=UTC)
 """A Monday: a 28-day lookback is the four whole weeks 13 Apr - 10 May (UTC days)."""
+# The offhours tests are marked slow: four weeks of hourly samples are rolled up day by day.
 NODE_DAY_COST = "61.44"
 """A 2-GPU node's day: 2.56 a node-hour, 1.28 a GPU-hour."""
 GPU_HOUR_COST = Decimal("1.28")
@@ -266,6 +267,7 @@ def office_fleet(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     return warehouse
 
 
+@pytest.mark.slow
 def test_offhours_recommends_the_working_week_and_prices_the_hours_outside_it(
     office_fleet: Warehouse, tmp_path: Path
 ) -> None:
@@ -300,6 +302,7 @@ def test_offhours_recommends_the_working_week_and_prices_the_hours_outside_it(
     assert "dev-kept: tag finops:protect=true is set" in result.passed_over
 
 
+@pytest.mark.slow
 def test_offhours_schedule_keeps_local_hours_across_a_dst_change(tmp_path: Path) -> None:
     # New York moves to EDT on Sunday 8 March 2026: 09:00 local is 14:00 UTC before, 13:00 after.
     start, end = datetime(2026, 2, 23, tzinfo=UTC), datetime(2026, 3, 23, tzinfo=UTC)
@@ -329,6 +332,7 @@ def test_offhours_schedule_keeps_local_hours_across_a_dst_change(tmp_path: Path)
     assert cents(Decimal(finding.evidence["saved_in_window"])) == saved
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("holidays", "day_off"),
     [
@@ -360,6 +364,7 @@ def test_offhours_counts_a_weekday_holiday_as_off_schedule(
     assert cents(Decimal(finding.evidence["saved_in_window"])) == saved
 
 
+@pytest.mark.slow
 def test_offhours_passes_over_busy_nights_and_too_few_hours_and_finds_the_just_idle(
     office_fleet: Warehouse, tmp_path: Path
 ) -> None:
