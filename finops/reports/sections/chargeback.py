@@ -153,8 +153,12 @@ def collect(scope: ReportScope) -> Chargeback | NoData:
         services=services,
         coverage=coverage,
         shared_costs=NoData(
-            "Shared costs are not split yet: each team is charged its directly tagged spend, "
-            f"and untagged spend stays in {allocation.unallocated_label}."
+            "Shared costs are not split yet: each team is charged its directly tagged spend"
+            + (
+                f", and untagged spend stays in {allocation.unallocated_label}."
+                if scope.team is None
+                else "."
+            )
         ),
     )
 
