@@ -1,0 +1,107 @@
+"""Benchmark: the demo organisation's quarterly report in HTML, PDF and XLSX (DESIGN.md budget).
+
+Each step runs in its own process. Printed figures:
+- baseline: the bare analytics queries the report asks (charge-back by team, month and
+  service, the bill, GPU usage by cluster and day) on the same warehouse;
+- report: `build_report` writing all three formats (budget: under 30 s), and its ratio to
+  the baseline (the part that holds on a noisy machine).
+
+The demo (6 months ending 2026-09, the report on 2026-Q3) is generated once into the
+workdir and reused. Usage: python benchmarks/report.py [--workdir benchmarks/out/report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import run_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+STEP = {
+    "baseline": """
+        import time
+        from pathlib import Path
+        from finops.analytics.chargeback import chargeback, parse_dimensions, period_total
+        from finops.analytics.gpu import GpuAttribution, gpu_usage
+        from finops.config import load_config
+        from finops.periods import parse_period
+        from finops.warehouse import Warehouse
+        config = load_config(Path(CONFIG))
+        attribution = GpuAttribution.from_config(config)
+        quarter, both = parse_period("2026-Q3"), parse_period("2026-04-01..2026-09-30")
+        started = time.perf_counter()
+        with Warehouse(Path(DB)).reader() as conn:
+            for period, by in ((both, "month"), (quarter, "team"), (quarter, "team,month"),
+                               (quarter, "service")):
+                dims = parse_dimensions(by, config.allocation, config.teams)
+                chargeback(conn, period, dims, cost="effective")
+            period_total(conn, quarter, "effective")
+            gpu_usage(conn, quarter, "cluster", attribution)
+            gpu_usage(conn, quarter, "day", attribution)
+        result = {"seconds": time.perf_counter() - started}
+    """,
+    "report": """
+        import time
+        from datetime import UTC, datetime
+        from pathlib import Path
+        from finops.config import load_config
+        from finops.reports import build_report
+        from finops.warehouse import Warehouse
+        config = load_config(Path(CONFIG))
+        started = time.perf_counter()
+        written = build_report(
+            Warehouse(Path(DB)), config, "2026-Q3", None, ["html", "pdf", "xlsx"], Path(OUT),
+            datetime(2026, 10, 1, 6, 0, tzinfo=UTC),
+        )
+        result = {
+            "seconds": time.perf_counter() - started,
+            "files": {p.name: p.stat().st_size for p in written},
+        }
+    """,
+}
+
+
+def make_demo(workdir: Path) -> Path:
+    """Generate and ingest the demo once (about a minute); return its warehouse file."""
+    db = workdir / "warehouse.duckdb"
+    if not db.exists():
+        subprocess.run(
+            [sys.executable, "-c", "from finops.cli import main; main()", "demo",
+             "--months", "6", "--end-month", "2026-09", "--data-dir", str(workdir / "demo"),
+             "--db", str(db), "--config", str(REPO)],
+            check=True,
+            env={**os.environ, "COLUMNS": "120"},
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    return db
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/report"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    db = str(make_demo(args.workdir).resolve())
+    config, out = str(REPO), str((args.workdir / "reports").resolve())
+
+    base = run_step(STEP["baseline"], DB=db, CONFIG=config)
+    report = run_step(STEP["report"], DB=db, CONFIG=config, OUT=out)
+    ratio = report["seconds"] / base["seconds"]
+    ok = report["seconds"] < 30
+    print(f"baseline  analytics queries      {base['seconds']:7.2f} s")
+    print(
+        f"report    html + pdf + xlsx      {report['seconds']:7.2f} s   (budget < 30 s)  "
+        f"{'OK' if ok else 'OVER'}   peak RSS {report['peak_rss_mb']:6.0f} MB"
+    )
+    print(f"ratio     report / baseline      {ratio:7.1f}")
+    for name, size in report["files"].items():
+        print(f"          {name:<28} {size / 1024:8.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()
