@@ -745,12 +745,12 @@ def test_demo_team_report_holds_no_other_team(
     html, pdf, xlsx = build_report(
         warehouse, config, "2026-Q3", "ml-platform", ["html", "pdf", "xlsx"], tmp_path, GENERATED
     )
-    others = [t.name for t in config.teams if t.name != "ml-platform"] + ["(unallocated)"]
+    others = [t.name for t in config.teams if t.name != "ml-platform"]
     page = parse_html(html)
     pdf_lines = [line for p in pypdf.PdfReader(pdf).pages for line in p.extract_text().splitlines()]
     cells = workbook_strings(xlsx).splitlines()
     for other in others:
-        assert not any(other in row for row in page.rows), other
+        assert not any(other in r for r in page.rows), other
         row = re.compile(rf"{re.escape(other)} (CC-|[\d,.]+ )")  # a team's row of figures
         assert not any(row.match(line) for line in pdf_lines), other
         assert other not in cells, other
@@ -758,4 +758,8 @@ def test_demo_team_report_holds_no_other_team(
     text = "".join(page.text) + "\n".join(pdf_lines) + "\n".join(cells)
     for other in (o for o in others if o != "recommendations"):
         assert not mentions(text, other), other
+    # The method names the unallocated label as a setting; no row of spend carries it.
+    assert not any(r and r[0] == "(unallocated)" for r in page.rows)
+    assert not any(line.startswith("(unallocated) ") for line in pdf_lines)
+    assert {r["Team"] for r in sheet_records(xlsx, "Charge-back by month")} == {"ml-platform"}
     assert [r["Team"] for r in sheet_records(xlsx, "Charge-back")] == ["ml-platform", "Total"]

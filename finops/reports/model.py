@@ -102,11 +102,6 @@ class ReportScope:
     def currency(self) -> str:
         return self.config.currency
 
-    @property
-    def period_word(self) -> str:
-        """How the report names its period in sentences: quarter, month or period."""
-        return {"quarter": "quarter", "month": "month"}.get(self.period.kind, "period")
-
 
 @dataclass(frozen=True)
 class Section:
