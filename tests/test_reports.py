@@ -422,6 +422,18 @@ def test_a_warehouse_without_recommendations_says_how_to_get_them(tmp_path: Path
     assert report.section("summary").top_actions == ()
 
 
+def test_a_deployments_own_templates_replace_the_defaults(tmp_path: Path) -> None:
+    import shutil
+
+    warehouse, config = make_deployment(tmp_path)
+    own = tmp_path / "reports" / "templates"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "reports" / "templates", own)
+    partial = own / "sections" / "chargeback.html"
+    partial.write_text("<p>Reviewed by Finance.</p>\n" + partial.read_text())
+    (html,) = build_report(warehouse, config, "2026-Q2", None, ["html"], tmp_path, GENERATED)
+    assert "Reviewed by Finance." in html.read_text()
+
+
 # --- images, reproducibility, inputs -----------------------------------------------------
 
 
