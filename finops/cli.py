@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -523,8 +522,7 @@ def collect(
     for source in sources:
         started = time.perf_counter()
         try:
-            with _aws_profile(source.aws_profile):
-                rows, billed = _rows_and_billed(_run_source(ctx, _resolved(ctx, source)))
+            rows, billed = _rows_and_billed(collect_source(ctx, source))
             status, error = "success", None
         except FinopsError as exc:
             rows, billed, status, error = None, None, "failed", str(exc).splitlines()[0]
@@ -542,6 +540,13 @@ def collect(
     emit(pa.Table.from_pylist(report), fmt, title="Collected")
     if any(r["status"] == "failed" for r in report):
         raise typer.Exit(1)
+
+
+def collect_source(ctx: Context, source: SourceManifest) -> SourceResult:
+    """Run a declared source as `finops collect` and the scheduler do: with its AWS
+    profile, its relative path taken from the folder holding finops.yaml."""
+    with _aws_profile(source.aws_profile):
+        return _run_source(ctx, _resolved(ctx, source))
 
 
 def _resolved(ctx: Context, source: SourceManifest) -> SourceManifest:
@@ -752,6 +757,17 @@ def chargeback_command(
             help="Cost basis: billed (invoice) or effective (amortised); default from finops.yaml."
         ),
     ] = None,
+    allocate: Annotated[
+        bool | None,
+        typer.Option(
+            "--allocate/--no-allocate",
+            help="Apply finops.yaml's shared-cost rules (default: on for --by team, "
+            "cost-centre or business-unit).",
+        ),
+    ] = None,
+    grain: Annotated[
+        str, typer.Option(help="With allocation: one row set per month, quarter or period.")
+    ] = "period",
     fmt: FormatOption = OutputFormat.table,
     db: DbOption = None,
     config: ConfigOption = None,
@@ -766,6 +782,11 @@ def chargeback_command(
             raise FinopsError(f"--cost {cost!r}: use billed or effective")
         basis = "billed" if cost == "billed" else "effective"
     chosen = ctx.period(period)
+    if allocate is not False and by in ("team", "cost-centre", "business-unit"):
+        _allocated_chargeback(ctx, chosen, by, grain, basis, fmt)
+        return
+    if allocate:
+        raise FinopsError(f"--allocate groups by team, cost-centre or business-unit, not {by!r}")
     dims = parse_dimensions(by, ctx.config.allocation, ctx.config.teams)
     with ctx.warehouse.reader() as conn:
         table = chargeback(
@@ -812,10 +833,19 @@ def prices_refresh(
             help="Also fetch public on-demand prices (AWS Price List API) for the types billed there.",
         ),
     ] = None,
+    gcp_catalog_region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gcp-catalog-region",
+            help="Also fetch Google Cloud list, spot and committed prices of GPU and machine "
+            "types there (Cloud Billing Catalog API).",
+        ),
+    ] = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Store prices per instance type, region and purchase option (billing, EC2 spot, Price List)."""
+    """Store prices per instance type, region and purchase option (billing, EC2 spot, Price
+    List, Google Cloud's Catalog)."""
     from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices, observed_prices
 
     ctx = _context(db, config)
@@ -845,6 +875,12 @@ def prices_refresh(
         )
         stored_list = ctx.warehouse.store_prices(listed)
         console.print(f"[bold]aws-price-list[/]: {stored_list:,} on-demand prices")
+    if gcp_catalog_region:
+        from finops.collectors.gcp_prices import gcp_catalog_prices
+
+        catalog = gcp_catalog_prices(regions=gcp_catalog_region, as_of=datetime.now(UTC).date())
+        stored_catalog = ctx.warehouse.store_prices(catalog)
+        console.print(f"[bold]gcp-catalog[/]: {stored_catalog:,} machine and GPU type prices")
 
 
 @app.command("gpu")
@@ -873,6 +909,345 @@ def gpu_command(
     emit(table, fmt, title=f"GPU fleet {chosen.label} (idle: utilisation under {threshold:g}%)")
     if silent is not None:
         emit(silent, fmt, title="Billed GPU instances that sent no samples")
+
+
+# --- policies and recommendations -------------------------------------------------------
+
+policies_app = typer.Typer(help="The policy pack: check and list policies.", no_args_is_help=True)
+app.add_typer(policies_app, name="policies")
+recommendations_app = typer.Typer(
+    help="Recommendations the policies found, and their state.", no_args_is_help=True
+)
+app.add_typer(recommendations_app, name="recommendations")
+
+ActorOption = Annotated[
+    str | None, typer.Option("--by", help="Who makes the change (default: $USER).")
+]
+NowOption = Annotated[
+    datetime | None,
+    typer.Option(help="Evaluate as of this time (UTC, ISO 8601); default: now.", hidden=True),
+]
+
+
+def _actor(by: str | None) -> str:
+    return by or os.environ.get("USER") or "cli"
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def _policy_paths(ctx: Context, paths: list[Path] | None) -> list[Path]:
+    from finops.policies.engine import policy_folder
+
+    return paths or [policy_folder(ctx.config)]
+
+
+@policies_app.command("validate")
+def policies_validate(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Policy files or folders (default: the pack).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check every policy file: errors name the file, line and key; exit status 2 if any."""
+    from finops.policies import validate_policies
+
+    ctx = _context(None, config)
+    loaded, problems = validate_policies(_policy_paths(ctx, paths))
+    for problem in problems:
+        errors.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
+    if problems:
+        raise SystemExit(2)
+    console.print(f"{len(loaded)} policies valid")
+
+
+@policies_app.command("list")
+def policies_list(
+    fmt: FormatOption = OutputFormat.table,
+    config: ConfigOption = None,
+) -> None:
+    """Every policy of the pack: kind, action, mode, schedule, owner and where it is written."""
+    import pyarrow as pa
+
+    from finops.policies import load_policies
+
+    ctx = _context(None, config)
+    rows = [
+        {
+            "name": p.policy.name,
+            "kind": p.policy.kind,
+            "action": p.policy.action,
+            "mode": p.policy.mode,
+            "enabled": p.policy.enabled,
+            "schedule": p.policy.schedule,
+            "owner": p.policy.owner,
+            "file": f"{p.path.name}:{p.line}",
+        }
+        for p in load_policies(_policy_paths(ctx, None))
+    ]
+    emit(pa.Table.from_pylist(rows), fmt, title="Policies")
+
+
+@app.command("recommend")
+def recommend_command(
+    policy: Annotated[str | None, typer.Option(help="Run only this policy.")] = None,
+    fmt: FormatOption = OutputFormat.table,
+    now: NowOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the policy engine and print what changed: new, updated, re-opened, resolved."""
+    import pyarrow as pa
+
+    from finops.policies import engine
+
+    ctx = _context(db, config)
+    evaluations, changes = engine.run(ctx.warehouse, ctx.config, _now(now), policy=policy)
+    table = pa.Table.from_pylist(
+        [
+            {
+                "event": c.event,
+                "policy": c.policy,
+                "id": c.rec_id,
+                "resource": c.resource_id,
+                "monthly_savings": c.monthly_savings,
+                "before": c.previous_savings,
+                "reason": c.reason,
+            }
+            for c in changes
+        ],
+        schema=pa.schema(
+            [
+                ("event", pa.string()),
+                ("policy", pa.string()),
+                ("id", pa.string()),
+                ("resource", pa.string()),
+                ("monthly_savings", pa.decimal128(38, 10)),
+                ("before", pa.decimal128(38, 10)),
+                ("reason", pa.string()),
+            ]
+        ),
+    )
+    if fmt is not OutputFormat.table:
+        emit(table, fmt)
+        return
+    shown = table.filter(pa.compute.not_equal(table["event"], "unchanged"))
+    emit(shown, fmt, title=f"Recommendations: {shown.num_rows} changed")
+    for evaluation in evaluations:
+        console.print(
+            f"[bold]{evaluation.policy.policy.name}[/] ({evaluation.policy.policy.kind}): "
+            f"{len(evaluation.findings)} found, {len(evaluation.passed_over)} passed over",
+            soft_wrap=True,
+        )
+
+
+@recommendations_app.command("list")
+def recommendations_list(
+    state: Annotated[
+        str | None, typer.Option(help="Only these states, comma-separated (open, accepted, ...).")
+    ] = None,
+    policy: Annotated[str | None, typer.Option(help="Only this policy's.")] = None,
+    team: Annotated[str | None, typer.Option(help="Only these teams', comma-separated.")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Include those the policies no longer find.")
+    ] = False,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Recommendations, largest monthly savings first."""
+    from finops.policies.store import list_recommendations, savings_totals
+
+    ctx = _context(db, config)
+    states = tuple(s.strip() for s in state.split(",")) if state else ()
+    teams = tuple(t.strip() for t in team.split(",")) if team else None
+    with ctx.warehouse.reader() as conn:
+        table = list_recommendations(
+            conn, states=states, policy=policy, teams=teams, active_only=not all_
+        )
+        totals = savings_totals(conn, teams=teams)
+    if fmt is OutputFormat.table:
+        table = table.select(
+            [
+                "rec_id",
+                "policy",
+                "resource_name",
+                "team",
+                "state",
+                "monthly_savings",
+                "confidence",
+                "risk",
+                "reason",
+            ]
+        )
+    emit(table, fmt, title="Recommendations")
+    if fmt is OutputFormat.table:
+        emit(totals, fmt, title="Monthly savings by state (each resource counted once)")
+
+
+@recommendations_app.command("show")
+def recommendations_show(
+    rec_id: Annotated[str, typer.Argument(help="The recommendation's id.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """One recommendation: its figures, evidence and history."""
+    from finops.policies.store import history, list_recommendations
+
+    ctx = _context(db, config)
+    with ctx.warehouse.reader() as conn:
+        rows = [
+            r
+            for r in list_recommendations(conn, active_only=False).to_pylist()
+            if r["rec_id"] == rec_id
+        ]
+        if not rows:
+            raise FinopsError(f"no recommendation {rec_id}")
+        past = history(conn, rec_id)
+    record = rows[0]
+    for key, value in record.items():
+        if key == "evidence":
+            value = json.dumps(json.loads(value), indent=2)
+        console.print(f"[bold]{key}[/]: {escape(_cell(value))}", soft_wrap=True)
+    emit(past, OutputFormat.table, title="History")
+
+
+def _change(
+    ids: list[str], to_state: str, by: str | None, db: Path | None, config: Path | None, **kw: Any
+) -> None:
+    from finops.policies.store import change_state
+
+    ctx = _context(db, config)
+    for rid in ids:
+        row = change_state(
+            ctx.warehouse, rid, to_state, actor=_actor(by), now=datetime.now(UTC), **kw
+        )
+        console.print(
+            f"{rid}: {row['state']} ({escape(row['resource_name'] or row['resource_id'])})"
+        )
+
+
+@recommendations_app.command("accept")
+def recommendations_accept(
+    ids: Annotated[list[str], typer.Argument(help="Recommendation ids.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    by: ActorOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Accept recommendations: `finops apply --apply` may then act on them."""
+    _change(ids, "accepted", by, db, config, reason=reason)
+
+
+@recommendations_app.command("snooze")
+def recommendations_snooze(
+    ids: Annotated[list[str], typer.Argument(help="Recommendation ids.")],
+    until: Annotated[datetime, typer.Option(help="Until when (date or time, UTC).")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    by: ActorOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Snooze recommendations until a date: nothing acts on them meanwhile."""
+    _change(ids, "snoozed", by, db, config, reason=reason, until=_now(until))
+
+
+@recommendations_app.command("dismiss")
+def recommendations_dismiss(
+    ids: Annotated[list[str], typer.Argument(help="Recommendation ids.")],
+    reason: Annotated[str, typer.Option(help="Why: required, kept in the history.")],
+    by: ActorOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Dismiss recommendations; they re-open only if their savings grow past the factor."""
+    _change(ids, "dismissed", by, db, config, reason=reason)
+
+
+@recommendations_app.command("savings")
+def recommendations_savings(
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Estimated savings by state, and realised savings of applied recommendations."""
+    from finops.policies.store import realised_savings, savings_totals
+
+    ctx = _context(db, config)
+    with ctx.warehouse.reader() as conn:
+        totals = savings_totals(conn)
+        realised = realised_savings(conn, datetime.now(UTC))
+    emit(totals, fmt, title="Estimated monthly savings (each resource counted once)")
+    emit(realised, fmt, title="Realised savings of applied recommendations (monthly)")
+
+
+# --- scheduler ---------------------------------------------------------------------------
+
+scheduler_app = typer.Typer(
+    help="The daemon that runs collectors, policies and actions on their schedules.",
+    no_args_is_help=True,
+)
+app.add_typer(scheduler_app, name="scheduler")
+
+
+@scheduler_app.command("list")
+def scheduler_list(
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Every job the configuration declares, with its next run and its last one."""
+    import pyarrow as pa
+
+    from finops.scheduler import build_jobs, last_runs
+
+    ctx = _context(db, config)
+    now = datetime.now(UTC)
+    last = last_runs(ctx.warehouse)
+    rows = [
+        {
+            "job": spec.job_id,
+            "schedule": f"{spec.cron} ({spec.time_zone})",
+            "next_run": spec.next_window(now),
+            "last_window": last.get(spec.job_id, (None, None))[0],
+            "last_status": last.get(spec.job_id, (None, None))[1],
+            "what": spec.description,
+        }
+        for spec in build_jobs(ctx.config, ctx.warehouse)
+    ]
+    emit(pa.Table.from_pylist(rows), fmt, title="Scheduler jobs")
+
+
+@scheduler_app.command("run")
+def scheduler_run(
+    once: Annotated[
+        str | None, typer.Option("--once", help="Run this one job now, then exit.")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the daemon (until SIGTERM), or one job now with --once JOB."""
+    import logging
+
+    from finops.scheduler import build_jobs, run_job, serve
+
+    ctx = _context(db, config)
+    jobs = build_jobs(ctx.config, ctx.warehouse)
+    if once is None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        console.print(f"scheduler: {len(jobs)} jobs on {ctx.warehouse.path}; SIGTERM stops it")
+        serve(ctx.warehouse, jobs)
+        return
+    chosen = [spec for spec in jobs if spec.job_id == once]
+    if not chosen:
+        raise FinopsError(f"no job {once!r}: `finops scheduler list` shows them")
+    status = run_job(ctx.warehouse, chosen[0], datetime.now(UTC), trigger="manual")
+    console.print(f"{once}: {status}")
+    if status == "failed":
+        raise typer.Exit(1)
 
 
 @export_app.command("focus")
@@ -914,7 +1289,6 @@ def demo(
     from finops import demo as demo_data
     from finops.analytics.chargeback import chargeback, parse_dimensions
     from finops.analytics.gpu import GpuAttribution, gpu_usage
-    from finops.collectors import focus
     from finops.collectors.dcgm import read_openmetrics
     from finops.collectors.nvidia_smi import read_nvidia_smi
     from finops.periods import parse_period
@@ -925,22 +1299,14 @@ def demo(
     console.print(
         f"generated {files.rows:,} rows for {files.months[0]:%Y-%m}..{files.months[-1]:%Y-%m} in {data_dir}"
     )
-    for path in (files.aws_dir, files.gcp_dir, files.restated_dir):
-        location = str(path)
-        source = focus.default_source(str(files.aws_dir if path == files.restated_dir else path))
-        _print_ingest(
-            ctx.warehouse.ingest_cost(
-                lambda location=location: focus.read_focus(location),
-                source=source,
-                collector="focus",
-                uri=location,
-            )
-        )
-    # As a provider's re-delivery does, the restated month now replaces the original files,
-    # so the folder the manifests point at holds the latest delivery of every month.
-    month_dir = files.aws_dir / files.restated_dir.name
-    shutil.rmtree(month_dir)
-    shutil.copytree(files.restated_dir, month_dir)
+    # Through the real collectors, as the demo's collectors/demo.yaml declares them.
+    aws_cur = _source(name="aws-cur", kind="aws-cur", uri=str(files.aws_dir))
+    gcp_billing = _source(name="gcp-billing", kind="gcp-billing", uri=str(files.gcp_dir))
+    for source in (aws_cur, gcp_billing):
+        _print_result(source.name, _run_source(ctx, source))
+    # AWS re-delivers the restated month: its new manifest replaces the month's current one.
+    demo_data.deliver_restatement(files)
+    _print_result(aws_cur.name, _run_source(ctx, aws_cur))
     _print_result("billing", _refresh_billing_inventory(ctx, days=31 * months))
     metrics = str(files.gpu_openmetrics_dir)
     _print_gpu_ingest(
@@ -1063,6 +1429,725 @@ def status(
     emit(held, fmt, title=f"Warehouse {ctx.warehouse.path}")
     if overlaps.num_rows:
         emit(overlaps, fmt, title="Overlapping sources (double counting avoided)")
+
+
+# --- delivery and quality events, and the scorecard ---------------------------------------
+
+event_app = typer.Typer(
+    help="Record one delivery or quality event (from a CI/CD pipeline or by hand).",
+    no_args_is_help=True,
+)
+app.add_typer(event_app, name="event")
+
+SpoolOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Append the checked event to DIR/events-YYYY-MM-DD.jsonl instead of opening the "
+        "warehouse (for hosts without it); `finops ingest events DIR` loads them later."
+    ),
+]
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _record_event(
+    kind: str, values: dict[str, Any], spool: Path | None, db: Path | None, config: Path | None
+) -> None:
+    """Check one event like a file's, then store it (or spool it) and say what happened."""
+    from finops.collectors.events import Fiscal, event_from_options, spool_line
+
+    ctx = _context(db, config)
+    fiscal = Fiscal(ctx.config.fiscal_year_start_month, ctx.config.fiscal_year_label)
+    delivery = event_from_options(kind, values, time_zone=ctx.config.time_zone, fiscal=fiscal)
+    ((name, table),) = delivery.tables.items()
+    event_id = table.column(0)[0].as_py()
+    if spool is not None:
+        spool.mkdir(parents=True, exist_ok=True)
+        target = spool / f"events-{datetime.now(UTC):%Y-%m-%d}.jsonl"
+        # One write of one line in append mode, so concurrent jobs never interleave a line.
+        with target.open("a", encoding="utf-8") as handle:
+            handle.write(spool_line(delivery))
+        console.print(f"spooled {name} {escape(str(event_id))} to {target}")
+        return
+    result = ctx.warehouse.ingest_events(
+        lambda: delivery, source="events", collector="event-command", uri=f"finops event {name}"
+    )
+    state = "new" if result.new.get(name) else "updated"
+    console.print(f"stored {name} {escape(str(event_id))} ({state})")
+
+
+@event_app.command("deploy")
+def event_deploy(
+    deploy_id: Annotated[str, typer.Option("--id", help="The deployment's id, e.g. the CI run.")],
+    service: Annotated[str, typer.Option(help="The service or model deployed.")],
+    env: Annotated[str, typer.Option("--env", help="Environment, e.g. prod.")],
+    result: Annotated[str, typer.Option(help="success, failure or cancelled.")],
+    sha: Annotated[
+        list[str] | None, typer.Option("--sha", help="A commit it ships (repeat for several).")
+    ] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    started_at: Annotated[str | None, typer.Option(help="ISO 8601 time.")] = None,
+    finished_at: Annotated[str | None, typer.Option(help="ISO 8601 time (default: now).")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A deployment: `finops event deploy --id 981 --service ranker --sha abc --env prod --result success`."""
+    values = {
+        "deploy_id": deploy_id,
+        "service": service,
+        "team": team,
+        "environment": env,
+        "result": result,
+        "started_at": started_at,
+        "finished_at": finished_at or _now_text(),
+        "commit_shas": sha or [],
+    }
+    _record_event("deploy", values, spool, db, config)
+
+
+@event_app.command("change")
+def event_change(
+    sha: Annotated[str, typer.Option(help="The commit.")],
+    committed_at: Annotated[str, typer.Option(help="ISO 8601 time of the commit.")],
+    service: Annotated[str | None, typer.Option(help="The service it changes.")] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A commit and its time: lead time for changes runs from it to its production deploy."""
+    values = {"sha": sha, "committed_at": committed_at, "service": service, "team": team}
+    _record_event("change", values, spool, db, config)
+
+
+@event_app.command("incident")
+def event_incident(
+    incident_id: Annotated[str, typer.Option("--id", help="The incident's id.")],
+    service: Annotated[str, typer.Option(help="The service affected.")],
+    created_at: Annotated[str | None, typer.Option(help="ISO 8601 (default: now).")] = None,
+    resolved_at: Annotated[str | None, typer.Option(help="ISO 8601, once resolved.")] = None,
+    caused_by_deploy: Annotated[str | None, typer.Option(help="The deploy that caused it.")] = None,
+    caused_by_sha: Annotated[str | None, typer.Option(help="The commit that caused it.")] = None,
+    severity: Annotated[str | None, typer.Option(help="e.g. SEV2.")] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """An incident; send it again with --resolved-at when it is over."""
+    values = {
+        "incident_id": incident_id,
+        "service": service,
+        "team": team,
+        "severity": severity,
+        "created_at": created_at or _now_text(),
+        "resolved_at": resolved_at,
+        "caused_by_deploy": caused_by_deploy,
+        "caused_by_sha": caused_by_sha,
+    }
+    _record_event("incident", values, spool, db, config)
+
+
+@event_app.command("evaluation")
+def event_evaluation(
+    model: Annotated[str, typer.Option(help="The model.")],
+    version: Annotated[str, typer.Option(help="Its version.")],
+    dataset: Annotated[str, typer.Option(help="The evaluation dataset.")],
+    precision: Annotated[float | None, typer.Option(help="0-1.")] = None,
+    recall: Annotated[float | None, typer.Option(help="0-1.")] = None,
+    calibration_error: Annotated[float | None, typer.Option(help="0-1, e.g. ECE.")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="A custom metric NAME=VALUE (repeat for several).")
+    ] = None,
+    evaluated_at: Annotated[str | None, typer.Option(help="ISO 8601 (default: now).")] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A model version's scores on a dataset."""
+    metrics: dict[str, Any] = {}
+    for item in metric or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise FinopsError(f"--metric {item!r}: write NAME=VALUE, e.g. auc=0.93")
+        try:
+            metrics[name.strip()] = float(value)
+        except ValueError:
+            raise FinopsError(f"--metric {item!r}: {value.strip()!r} is not a number") from None
+    values = {
+        "model": model,
+        "version": version,
+        "dataset": dataset,
+        "team": team,
+        "precision": precision,
+        "recall": recall,
+        "calibration_error": calibration_error,
+        "metrics": metrics or None,
+        "evaluated_at": evaluated_at or _now_text(),
+    }
+    _record_event("evaluation", values, spool, db, config)
+
+
+@event_app.command("page")
+def event_page(
+    page_id: Annotated[str, typer.Option("--id", help="The page's id.")],
+    service: Annotated[str, typer.Option(help="The service that paged.")],
+    paged_at: Annotated[str | None, typer.Option(help="ISO 8601 (default: now).")] = None,
+    acknowledged_at: Annotated[str | None, typer.Option(help="ISO 8601.")] = None,
+    resolved_at: Annotated[str | None, typer.Option(help="ISO 8601.")] = None,
+    incident: Annotated[str | None, typer.Option(help="The incident it belongs to.")] = None,
+    team: Annotated[str | None, typer.Option(help="The team paged.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """An on-call page."""
+    values = {
+        "page_id": page_id,
+        "service": service,
+        "team": team,
+        "paged_at": paged_at or _now_text(),
+        "acknowledged_at": acknowledged_at,
+        "resolved_at": resolved_at,
+        "incident_id": incident,
+    }
+    _record_event("page", values, spool, db, config)
+
+
+@event_app.command("adoption")
+def event_adoption(
+    project: Annotated[str, typer.Option(help="The project.")],
+    stage: Annotated[str, typer.Option(help="The framework stage gate it passed.")],
+    passed_at: Annotated[str | None, typer.Option(help="ISO 8601 (default: now).")] = None,
+    team: Annotated[str | None, typer.Option(help="Owning team.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A project passing a framework stage gate."""
+    values = {
+        "project": project,
+        "team": team,
+        "stage": stage,
+        "passed_at": passed_at or _now_text(),
+    }
+    _record_event("adoption", values, spool, db, config)
+
+
+@event_app.command("kpi")
+def event_kpi(
+    period: PeriodOption,
+    metric: Annotated[str, typer.Option(help="e.g. revenue_lift, predictions.")],
+    value: Annotated[str, typer.Option(help="The figure (money in --currency, or a count).")],
+    currency: Annotated[str | None, typer.Option(help="ISO 4217, for money.")] = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            help="value, engineering_cost, realised_savings or count (known metrics: implied)."
+        ),
+    ] = None,
+    project: Annotated[str | None, typer.Option(help="The model or project.")] = None,
+    team: Annotated[str | None, typer.Option(help="The team.")] = None,
+    note: Annotated[str | None, typer.Option(help="Where the figure comes from.")] = None,
+    spool: SpoolOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A business KPI input for a period (value, engineering cost, realised savings, count)."""
+    values = {
+        "period": period,
+        "team": team,
+        "project": project,
+        "metric": metric,
+        "category": category,
+        "value": value,
+        "currency": currency,
+        "note": note,
+    }
+    _record_event("kpi", values, spool, db, config)
+
+
+@ingest_app.command("events")
+def ingest_events(
+    location: Annotated[
+        str, typer.Argument(help="CSV / JSON-lines event files: a file, folder, glob or s3://.")
+    ],
+    kind: Annotated[
+        str | None,
+        typer.Option(help="The events every file holds (default: from file names or records)."),
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source name.")] = "events",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Load delivery and quality events (deploys, changes, incidents, ...), upserted by id."""
+    from finops.collectors.events import Fiscal, read_events
+
+    ctx = _context(db, config)
+    fiscal = Fiscal(ctx.config.fiscal_year_start_month, ctx.config.fiscal_year_label)
+    result = ctx.warehouse.ingest_events(
+        lambda: read_events(location, kind=kind, time_zone=ctx.config.time_zone, fiscal=fiscal),
+        source=source,
+        collector="events",
+        uri=location,
+    )
+    stored = ", ".join(
+        f"{result.stored[k]:,} {k} ({result.new[k]:,} new)" for k in sorted(result.stored)
+    )
+    console.print(f"[bold]{source}[/]: {stored or 'no events'} in {result.seconds:.2f} s")
+    for note in result.notes:
+        console.print(f"  note: {escape(note)}", soft_wrap=True)
+
+
+def _quarters(ctx: Context, period: str) -> list[Period]:
+    from finops.analytics.scope import quarters
+
+    return quarters(
+        ctx.period(period),
+        fiscal_year_start_month=ctx.config.fiscal_year_start_month,
+        fiscal_year_label=ctx.config.fiscal_year_label,
+    )
+
+
+@app.command("dora")
+def dora_command(
+    period: PeriodOption,
+    by: Annotated[str, typer.Option(help="team, service or organisation.")] = "team",
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """DORA's four keys per quarter and team, with performance bands (scorecard.dora_bands)."""
+    from finops.analytics.dora import DeliveryScope, dora, load_bands
+
+    if by not in ("team", "service", "organisation"):
+        raise FinopsError(f"--by {by!r}: use team, service or organisation")
+    ctx = _context(db, config)
+    report = ctx.config.scorecard.dora_bands
+    with ctx.warehouse.reader() as conn:
+        table = dora(
+            conn,
+            _quarters(ctx, period),
+            load_bands(report),
+            by=by,  # type: ignore[arg-type]
+            scope=DeliveryScope.from_config(ctx.config),
+            team=team,
+        )
+    emit(table, fmt, title=f"DORA four keys, {period} (bands: State of DevOps {report})")
+
+
+@app.command("roi")
+def roi_command(
+    period: PeriodOption,
+    by: Annotated[str, typer.Option(help="project (the project tag) or team.")] = "project",
+    payback: Annotated[
+        bool, typer.Option(help="Show optimisation projects' payback vs the hurdle rate instead.")
+    ] = False,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Cost vs value per project (or team) and quarter, unit costs; or optimisation payback."""
+    from finops.analytics.chargeback import Allocation
+    from finops.analytics.roi import roi
+
+    if by not in ("project", "team"):
+        raise FinopsError(f"--by {by!r}: use project or team")
+    ctx = _context(db, config)
+    scorecard = ctx.config.scorecard
+    with ctx.warehouse.reader() as conn:
+        report = roi(
+            conn,
+            _quarters(ctx, period),
+            allocation=ctx.config.allocation,
+            teams=ctx.config.teams,
+            by=by,  # type: ignore[arg-type]
+            project_tag_key=scorecard.project_tag_key,
+            cost_basis=ctx.config.allocation.cost_basis,
+            hurdle_rate=scorecard.hurdle_rate,
+            sharing=Allocation.from_config(ctx.config),
+        )
+    if payback:
+        hurdle = f"{scorecard.hurdle_rate:.0%}"
+        emit(report.payback, fmt, title=f"Optimisation payback, {period} (hurdle {hurdle} a year)")
+        return
+    basis = ctx.config.allocation.cost_basis
+    emit(report.returns, fmt, title=f"ROI by {by}, {period} ({basis} cost)")
+    if fmt is OutputFormat.table:
+        for note in report.notes:
+            console.print(f"note: {escape(note)}", soft_wrap=True)
+
+
+@app.command("quality")
+def quality_command(
+    period: PeriodOption,
+    show: Annotated[
+        str, typer.Option(help="latest (scores per model), regressions, or trend (every version).")
+    ] = "latest",
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Each model's latest scores as of the period's end, its regressions, or every version's."""
+    from finops.analytics.quality import model_quality
+
+    if show not in ("latest", "regressions", "trend"):
+        raise FinopsError(f"--show {show!r}: use latest, regressions or trend")
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    with ctx.warehouse.reader() as conn:
+        report = model_quality(conn, chosen, tolerance=ctx.config.scorecard.regression_tolerance)
+    if show == "latest":
+        emit(report.latest, fmt, title=f"Model quality as of the end of {chosen.label}")
+    elif show == "regressions":
+        emit(report.regressions, fmt, title=f"Regressions between versions in {chosen.label}")
+    else:
+        emit(report.trend, fmt, title=f"Scores per version, {chosen.label}")
+
+
+@app.command("process-health")
+def process_health_command(
+    period: PeriodOption,
+    show: Annotated[
+        str, typer.Option(help="oncall (pages and MTTR per team) or adoption.")
+    ] = "oncall",
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """On-call load and MTTR per team, or framework adoption, per quarter."""
+    from finops.analytics.process import adoption, oncall_load
+    from finops.analytics.scope import TeamMapping
+
+    if show not in ("oncall", "adoption"):
+        raise FinopsError(f"--show {show!r}: use oncall or adoption")
+    ctx = _context(db, config)
+    buckets = _quarters(ctx, period)
+    stage = ctx.config.scorecard.adopted_stage
+    with ctx.warehouse.reader() as conn:
+        if show == "oncall":
+            table = oncall_load(conn, buckets, TeamMapping.from_config(ctx.config))
+            title = f"On-call load and MTTR, {period}"
+        else:
+            table = adoption(conn, buckets, adopted_stage=stage)
+            title = f"Framework adoption (passed {stage!r}), {period}"
+    emit(table, fmt, title=title)
+
+
+# --- analytics: allocation, scorecard, forecast, anomalies, budgets, invoices, FX ----------
+
+
+def _basis(ctx: Context, cost: str | None) -> Any:
+    if cost is None:
+        return ctx.config.allocation.cost_basis
+    if cost not in ("billed", "effective"):
+        raise FinopsError(f"--cost {cost!r}: use billed or effective")
+    return cost
+
+
+CostOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Cost basis: billed (invoice) or effective (amortised); default from finops.yaml."
+    ),
+]
+
+
+def _allocated_chargeback(
+    ctx: Context, chosen: Period, by: str, grain: str, basis: Any, fmt: OutputFormat
+) -> None:
+    from finops.analytics.chargeback import Allocation, allocate, allocation_coverage
+
+    if grain not in ("month", "quarter", "period"):
+        raise FinopsError(f"--grain {grain!r}: use month, quarter or period")
+    allocation = Allocation.from_config(ctx.config)
+    with ctx.warehouse.reader() as conn:
+        table = allocate(conn, chosen, allocation, by=by, grain=grain, cost=basis)  # type: ignore[arg-type]
+        coverage = allocation_coverage(conn, chosen, allocation, grain=grain, cost=basis)  # type: ignore[arg-type]
+    footer = None
+    if fmt is OutputFormat.table and grain == "period" and table.num_rows:
+        (bucket,) = coverage.to_pylist()
+        footer = [
+            "Total",
+            "",
+            "",
+            f"{bucket['direct']:,.2f}",
+            f"{bucket['shared'] + bucket['idle']:,.2f}",
+            f"{bucket['bill']:,.2f}",
+            "100.00",
+        ]
+    emit(
+        table.drop_columns(["exact_cost"]),
+        fmt,
+        title=f"Charge-back {chosen.label} ({basis} cost) by {by}, shared cost allocated, "
+        f"in {allocation.reporting_currency}",
+        footer=footer,
+    )
+    if fmt is OutputFormat.table:
+        emit(
+            coverage.select(
+                ["period", "bill", "direct", "shared", "idle", "unallocated", "coverage_pct"]
+            ),
+            fmt,
+            title="Allocation coverage (share of the bill attributed directly)",
+        )
+
+
+@app.command("scorecard")
+def scorecard_command(
+    period: PeriodOption,
+    team: Annotated[str | None, typer.Option(help="One team's cost KPIs.")] = None,
+    cost: CostOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """FinOps KPIs for a period against finops.yaml's kpi_targets (green / amber / red)."""
+    from finops.analytics.chargeback import Allocation
+    from finops.analytics.kpis import finops_kpis
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    with ctx.warehouse.reader() as conn:
+        table = finops_kpis(
+            conn,
+            chosen,
+            Allocation.from_config(ctx.config),
+            ctx.config.kpi_targets,
+            team=team,
+            cost=_basis(ctx, cost),
+        )
+    emit(table, fmt, title=f"FinOps scorecard {chosen.label}" + (f", {team}" if team else ""))
+
+
+@app.command("forecast")
+def forecast_command(
+    period: PeriodOption,
+    as_of: Annotated[
+        str | None, typer.Option(help="Forecast as of this day, YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+    cost: CostOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Spend per team to the end of a month or quarter, with an 80% interval, and the
+    variance of the forecast made at the period's start."""
+    from finops.analytics.chargeback import Allocation
+    from finops.analytics.forecast import forecast, forecast_variance
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    now = _as_of(as_of)
+    allocation = Allocation.from_config(ctx.config)
+    basis = _basis(ctx, cost)
+    with ctx.warehouse.reader() as conn:
+        table = forecast(conn, chosen, allocation, now=now, cost=basis)
+        variance = forecast_variance(conn, chosen, allocation, cost=basis)
+    emit(table, fmt, title=f"Forecast {chosen.label} as of {now:%Y-%m-%d} (80% interval)")
+    if fmt is OutputFormat.table:
+        emit(variance, fmt, title=f"{chosen.label}: forecast made at its start vs actual")
+
+
+def _as_of(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise FinopsError(f"--as-of {text!r}: use a date, YYYY-MM-DD") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+anomalies_app = typer.Typer(
+    help="Daily spend far above its last stable week, per team and service.",
+    no_args_is_help=True,
+)
+app.add_typer(anomalies_app, name="anomalies")
+
+
+@anomalies_app.command("detect")
+def anomalies_detect(
+    period: PeriodOption,
+    threshold: Annotated[float, typer.Option(help="Standard deviations above the baseline.")] = 3.0,
+    min_increase: Annotated[
+        float, typer.Option(help="Ignore rises smaller than this (reporting currency).")
+    ] = 0.0,
+    cost: CostOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check every day of the period and store what is found (open until acknowledged)."""
+    from finops.analytics.anomalies import detect_anomalies
+    from finops.analytics.chargeback import Allocation
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    last = min(chosen.end, datetime.now(UTC).date() + timedelta(days=1)) - timedelta(days=1)
+    with ctx.warehouse.reader() as conn:
+        found = detect_anomalies(
+            conn,
+            chosen.start,
+            last,
+            Allocation.from_config(ctx.config),
+            threshold=threshold,
+            min_increase=min_increase,
+            cost=_basis(ctx, cost),
+        )
+    stored = ctx.warehouse.store_anomalies(
+        found, first_day=chosen.start, last_day=last, now=datetime.now(UTC)
+    )
+    shown = found.drop_columns(["drivers"]) if fmt is OutputFormat.table else found
+    emit(shown, fmt, title=f"Anomalies {chosen.start}..{last}: {stored} stored")
+
+
+@anomalies_app.command("list")
+def anomalies_list(
+    state: Annotated[str, typer.Option(help="open, acknowledged or all.")] = "open",
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Stored anomalies, newest first, with what drove them."""
+    from finops.analytics.anomalies import list_anomalies
+
+    if state not in ("open", "acknowledged", "all"):
+        raise FinopsError(f"--state {state!r}: use open, acknowledged or all")
+    ctx = _context(db, config)
+    with ctx.warehouse.reader() as conn:
+        table = list_anomalies(conn, state)
+    emit(table, fmt, title=f"Anomalies ({state})")
+
+
+@anomalies_app.command("ack")
+def anomalies_ack(
+    anomaly_id: Annotated[str, typer.Argument(help="The id (or its first 6+ characters).")],
+    by: Annotated[str, typer.Option(help="Who acknowledges it.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Acknowledge an anomaly: it leaves the open list."""
+    ctx = _context(db, config)
+    ctx.warehouse.acknowledge_anomaly(anomaly_id, by=by, now=datetime.now(UTC))
+    console.print(f"acknowledged {escape(anomaly_id)} by {escape(by)}")
+
+
+@app.command("budgets")
+def budgets_command(
+    period: PeriodOption,
+    as_of: Annotated[
+        str | None, typer.Option(help="As of this day, YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+    cost: CostOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Budgets against actual and forecast spend; exits 1 when a forecast overruns one."""
+    from finops.analytics.budgets import budget_status
+    from finops.analytics.chargeback import Allocation
+
+    ctx = _context(db, config)
+    chosen = ctx.period(period)
+    with ctx.warehouse.reader() as conn:
+        table = budget_status(
+            conn,
+            chosen,
+            Allocation.from_config(ctx.config),
+            ctx.config.budgets,
+            now=_as_of(as_of),
+            cost=_basis(ctx, cost),
+        )
+    emit(table, fmt, title=f"Budgets {chosen.label}")
+    if table.num_rows and {"over", "overrun"} & set(table["status"].to_pylist()):
+        raise typer.Exit(1)
+
+
+@app.command("invoices")
+def invoices_command(
+    period: PeriodOption,
+    invoiced: Annotated[
+        Path | None,
+        typer.Option(help="CSV of the invoices' own totals (columns InvoiceId, amount)."),
+    ] = None,
+    fmt: FormatOption = OutputFormat.table,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Billed totals per invoice and month, each month estimated or final (and why)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from finops.analytics.invoices import invoice_tieout
+
+    ctx = _context(db, config)
+    expected = None
+    if invoiced is not None:
+        read = pacsv.read_csv(
+            invoiced,
+            convert_options=pacsv.ConvertOptions(
+                column_types={"InvoiceId": pa.string(), "amount": pa.decimal128(38, 10)}
+            ),
+        )
+        if not {"InvoiceId", "amount"} <= set(read.column_names):
+            raise FinopsError(f"{invoiced}: needs the columns InvoiceId and amount")
+        expected = pa.table({"invoice_id": read["InvoiceId"], "amount": read["amount"]})
+    chosen = ctx.period(period)
+    with ctx.warehouse.reader() as conn:
+        table = invoice_tieout(conn, chosen, now=datetime.now(UTC), expected=expected)
+    emit(table.drop_columns(["exact_billed"]), fmt, title=f"Invoices {chosen.label}")
+
+
+fx_app = typer.Typer(help="Exchange rates into the reporting currency.", no_args_is_help=True)
+app.add_typer(fx_app, name="fx")
+
+
+@fx_app.command("load")
+def fx_load(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Store finops.yaml's fx.rates and fx.rates_file in the warehouse (replacing them)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    ctx = _context(db, config)
+    fx = ctx.config.fx
+    inline = pa.table(
+        {
+            "from_currency": pa.array([r.from_currency for r in fx.rates], pa.string()),
+            "to_currency": pa.array([r.to_currency for r in fx.rates], pa.string()),
+            "rate_date": pa.array([r.date for r in fx.rates], pa.date32()),
+            "rate": pa.array([r.rate for r in fx.rates], pa.decimal128(38, 10)),
+        }
+    )
+    stored = ctx.warehouse.store_fx_rates("finops.yaml", inline)
+    console.print(f"finops.yaml: {stored} rate(s)")
+    if fx.rates_file is not None:
+        path = fx.rates_file if fx.rates_file.is_absolute() else ctx.config.base_dir / fx.rates_file
+        try:
+            read = pacsv.read_csv(
+                path,
+                convert_options=pacsv.ConvertOptions(
+                    column_types={"date": pa.date32(), "rate": pa.decimal128(38, 10)}
+                ),
+            )
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise FinopsError(f"{path} (fx.rates_file): {exc}") from None
+        if not {"from", "to", "date", "rate"} <= set(read.column_names):
+            raise FinopsError(f"{path} (fx.rates_file): needs the columns from, to, date, rate")
+        table = pa.table(
+            {
+                "from_currency": read["from"],
+                "to_currency": read["to"],
+                "rate_date": read["date"],
+                "rate": read["rate"],
+            }
+        )
+        console.print(f"{path}: {ctx.warehouse.store_fx_rates(str(path), table)} rate(s)")
 
 
 @app.command("report")

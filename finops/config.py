@@ -12,13 +12,21 @@ from __future__ import annotations
 import os
 import re
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from finops.errors import ConfigError
 
@@ -40,6 +48,61 @@ class WarehouseSettings(_Section):
     """DuckDB's memory cap per process; larger work spills to disk instead of growing."""
 
 
+class SharedCostScope(_Section):
+    """Which cost rows are shared: every criterion given must match (any value of a list)."""
+
+    accounts: tuple[str, ...] = ()
+    """Sub-account (else billing account) ids, e.g. a platform account."""
+    tags: dict[str, str] = {}
+    """Tag key -> value, e.g. {shared: "true"}; values compared as given."""
+    clusters: tuple[str, ...] = ()
+    """Clusters, by the first of `gpu.cluster_tag_keys` a row carries."""
+    services: tuple[str, ...] = ()
+    charge_categories: tuple[str, ...] = ()
+    """FOCUS ChargeCategory values, e.g. [Tax, Credit]."""
+    unallocated: bool = False
+    """Only cost that direct attribution left unallocated."""
+
+    def is_empty(self) -> bool:
+        return not (
+            self.accounts
+            or self.tags
+            or self.clusters
+            or self.services
+            or self.charge_categories
+            or self.unallocated
+        )
+
+
+class SharedCostRule(_Section):
+    """One rule of `allocation.shared`: a scope of shared cost and how it is split."""
+
+    name: Annotated[str, Field(min_length=1)]
+    scope: SharedCostScope
+    split: Literal["even", "proportional", "fixed", "gpu-hours"]
+    teams: tuple[str, ...] = ()
+    """Who shares it (even, proportional): default every team in `teams` (even) or every
+    team with direct cost that month (proportional)."""
+    percentages: dict[str, Annotated[float, Field(gt=0, le=100)]] = {}
+    """fixed: team -> percent, adding up to 100."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> SharedCostRule:
+        if self.scope.is_empty():
+            raise ValueError(f"rule {self.name!r}: the scope names no cost (accounts, tags, ...)")
+        if self.split == "fixed":
+            total = sum(self.percentages.values())
+            if abs(total - 100) > 1e-9:
+                raise ValueError(f"rule {self.name!r}: percentages add up to {total:g}, not 100")
+        elif self.percentages:
+            raise ValueError(f"rule {self.name!r}: percentages apply to split: fixed only")
+        if self.split == "gpu-hours" and not self.scope.clusters:
+            raise ValueError(
+                f"rule {self.name!r}: split gpu-hours needs scope.clusters (whose GPU-hours weigh)"
+            )
+        return self
+
+
 class AllocationSettings(_Section):
     tag_key: str = "team"
     tag_aliases: tuple[str, ...] = ()
@@ -50,6 +113,19 @@ class AllocationSettings(_Section):
     cost_basis: Literal["billed", "effective"] = "effective"
     """Charge-back on EffectiveCost (amortised: commitments spread over the usage they
     cover, the FinOps norm) or BilledCost (as invoiced)."""
+
+    accounts: dict[str, str] = {}
+    """Account id -> team, for cost without the allocation tag (the tag wins where present)."""
+    namespace_teams: dict[str, str] = {}
+    """Kubernetes namespace -> team, for GPU-hours on shared clusters (default: a namespace
+    named after a team or one of its aliases is that team's)."""
+    shared: tuple[SharedCostRule, ...] = ()
+    """Rules for shared cost, tried in order: the first whose scope matches a cost row
+    splits it among teams (even, proportional to direct cost, fixed percentages, GPU-hours)."""
+    idle: Literal["separate", "share"] = "separate"
+    """GPU-hours splits: the idle GPU-hours' share of a cluster's cost is its own `(idle)`
+    row (separate) or goes to the teams in proportion to their busy GPU-hours (share)."""
+    idle_label: str = "(idle)"
 
     @property
     def tag_keys(self) -> tuple[str, ...]:
@@ -100,6 +176,127 @@ class GpuSettings(_Section):
     """Another order for one GPU source (by source name), e.g. nvidia-smi: [resource_name]."""
 
 
+class PolicySettings(_Section):
+    folder: str = "policies"
+    """The policy pack: a folder of policy files, relative to finops.yaml."""
+    reopen_factor: Annotated[float, Field(ge=1)] = 1.5
+    """A dismissed recommendation re-opens only when its savings grow past this factor."""
+
+
+class ScorecardSettings(_Section):
+    """The balanced scorecard: DORA bands, ROI hurdle rate, and how delivery events are read."""
+
+    dora_bands: Literal["2021", "2023", "2024"] = "2024"
+    """Which State of DevOps report's performance table bands the DORA figures."""
+    hurdle_rate: Annotated[float, Field(ge=0)] = 0.15
+    """Annual return an optimisation project must reach (0.15 = 15% a year)."""
+    production_environments: tuple[str, ...] = ("prod", "production")
+    """Deployments to these environments (any casing) are production deployments."""
+    service_teams: dict[str, str] = {}
+    """The team of each service or model, for events that do not name their team."""
+    project_tag_key: str = "project"
+    """The cost tag naming the model or project that ROI charges the cost to."""
+    regression_tolerance: Annotated[float, Field(ge=0)] = 0.01
+    """A model version regresses when a score worsens by more than this (absolute)."""
+    adopted_stage: str = "production"
+    """The framework stage gate a project must pass to count as having adopted it."""
+
+
+class Budget(_Section):
+    """One budget: a team's or a project's spend per month or per quarter."""
+
+    team: str | None = None
+    project: str | None = None
+    """A project by its tag (`budgets.project_tag_key`)."""
+    monthly: Annotated[Decimal, Field(gt=0)] | None = None
+    quarterly: Annotated[Decimal, Field(gt=0)] | None = None
+    """In the reporting currency (`fx.reporting_currency`)."""
+
+    @model_validator(mode="after")
+    def _one_owner_one_amount(self) -> Budget:
+        if (self.team is None) == (self.project is None):
+            raise ValueError("name exactly one of team or project")
+        if (self.monthly is None) == (self.quarterly is None):
+            raise ValueError("give exactly one of monthly or quarterly")
+        return self
+
+    @property
+    def owner(self) -> str:
+        return f"team {self.team}" if self.team else f"project {self.project}"
+
+
+class BudgetSettings(_Section):
+    project_tag_key: str = "project"
+    warn_at_pct: Annotated[float, Field(gt=0)] = 90.0
+    """Warn when the period's forecast reaches this share of the budget; over 100% it is an
+    overrun alert."""
+    items: tuple[Budget, ...] = ()
+
+
+class FxRate(_Section):
+    from_currency: str = Field(alias="from")
+    to_currency: str = Field(alias="to")
+    date: date
+    rate: Annotated[Decimal, Field(gt=0)]
+    """One unit of `from` costs `rate` units of `to`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("from_currency", "to_currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        return _iso_currency(value)
+
+
+class FxSettings(_Section):
+    """Converting multi-currency bills to one reporting currency.
+
+    A billing month uses the newest rate dated on or before its last day. Rates come from
+    `rates` here and the CSV `rates_file` (columns from,to,date,rate); `finops fx load`
+    stores them in the warehouse's `fx_rates`, which every figure reads.
+    """
+
+    reporting_currency: str | None = None
+    """Default: the top-level `currency`."""
+    rates: tuple[FxRate, ...] = ()
+    rates_file: Path | None = None
+    """Relative to finops.yaml's folder."""
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _known_currency(cls, value: str | None) -> str | None:
+        return None if value is None else _iso_currency(value)
+
+
+def _iso_currency(value: str) -> str:
+    if pycountry.currencies.get(alpha_3=value) is None:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+    return value
+
+
+class KpiTarget(_Section):
+    """Green at or beyond `green`, amber up to `amber`, red past it. Whether higher is better
+    follows from the two: green above amber means higher is better."""
+
+    green: float
+    amber: float
+
+
+class KpiTargets(_Section):
+    allocation_coverage_pct: KpiTarget = KpiTarget(green=90, amber=80)
+    untagged_pct: KpiTarget = KpiTarget(green=5, amber=10)
+    spot_coverage_pct: KpiTarget = KpiTarget(green=20, amber=10)
+    commitment_coverage_pct: KpiTarget = KpiTarget(green=60, amber=40)
+    commitment_utilisation_pct: KpiTarget = KpiTarget(green=95, amber=80)
+    effective_savings_rate_pct: KpiTarget = KpiTarget(green=20, amber=10)
+    idle_gpu_cost_pct: KpiTarget = KpiTarget(green=10, amber=25)
+    gpu_utilisation_pct: KpiTarget = KpiTarget(green=60, amber=40)
+    forecast_variance_pct: KpiTarget = KpiTarget(green=5, amber=15)
+    """Compared as an absolute value: 8% over and 8% under are both amber."""
+    cost_per_gpu_hour: KpiTarget | None = None
+    """No default: what a GPU-hour should cost depends on the fleet."""
+
+
 class Config(_Section):
     organisation: str = "My organisation"
     currency: str = "USD"
@@ -113,6 +310,13 @@ class Config(_Section):
     teams: tuple[Team, ...] = ()
     ingest: IngestSettings = IngestSettings()
     gpu: GpuSettings = GpuSettings()
+    policies: PolicySettings = PolicySettings()
+
+    scorecard: ScorecardSettings = ScorecardSettings()
+
+    budgets: BudgetSettings = BudgetSettings()
+    fx: FxSettings = FxSettings()
+    kpi_targets: KpiTargets = KpiTargets()
 
     source_file: Path | None = Field(default=None, exclude=True)
     """The finops.yaml these settings came from; None when only defaults apply."""
@@ -132,6 +336,41 @@ class Config(_Section):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"{value!r} is not an IANA time zone") from exc
         return value
+
+    @model_validator(mode="after")
+    def _teams_named_are_teams(self) -> Config:
+        """Every team a rule, mapping or budget names is one of `teams` (when teams are set)."""
+        known = {team.name for team in self.teams}
+        if not known:
+            return self
+        named: list[tuple[str, str]] = [
+            (f"allocation.accounts.{account}", team)
+            for account, team in self.allocation.accounts.items()
+        ]
+        named += [
+            (f"allocation.namespace_teams.{ns}", team)
+            for ns, team in self.allocation.namespace_teams.items()
+        ]
+        for index, rule in enumerate(self.allocation.shared):
+            named += [(f"allocation.shared.{index}.teams", team) for team in rule.teams]
+            named += [(f"allocation.shared.{index}.percentages", t) for t in rule.percentages]
+        named += [
+            (f"budgets.items.{index}.team", budget.team)
+            for index, budget in enumerate(self.budgets.items)
+            if budget.team is not None
+        ]
+        unknown = [f"{key}: {team!r}" for key, team in named if team not in known]
+        if unknown:
+            raise ValueError(
+                "not a team in `teams`: "
+                + "; ".join(unknown)
+                + f" (teams: {', '.join(sorted(known))})"
+            )
+        return self
+
+    @property
+    def reporting_currency(self) -> str:
+        return self.fx.reporting_currency or self.currency
 
     @property
     def base_dir(self) -> Path:

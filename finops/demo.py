@@ -1,4 +1,4 @@
-"""The synthetic organisation behind the embedded demo, written as FOCUS 1.2 billing files.
+"""The synthetic organisation behind the embedded demo, billed as AWS and Google Cloud deliver bills.
 
 Northwind AI is a mid-sized ML company: seven teams on AWS and Google Cloud, GPU training
 clusters that run all the time or in multi-day training runs, GPU inference fleets, dev
@@ -8,10 +8,13 @@ spend, spend grows a few percent a month, commitments (reserved instances, a sav
 a committed-use discount) are partly unused, 10-15% of spend carries no team tag and the
 tags that exist are messy (`Team` and `owner` for `team`, `ML-Platform` for `ml-platform`).
 
-`generate` writes what the providers would deliver: AWS as monthly Parquet files, GCP as
-monthly CSV.gz files with another column order and fewer optional columns, and a restated
-AWS month (a late credit and a corrected data-transfer line). `focus_table` builds the
-same kind of rows in memory at any size, for benchmarks.
+The charges are modelled as FOCUS 1.2 rows; `generate` writes what the providers would
+deliver (see `finops.demo_exports`): AWS as a CUR 2.0 Data Export (monthly Parquet with a
+manifest per billing period), GCP as its detailed billing export (monthly Parquet in the
+BigQuery export's schema), and a restated AWS month (a late credit and a corrected
+data-transfer line) as a second delivery of that month, whose manifest
+`deliver_restatement` puts in place. `focus_table` builds FOCUS rows in memory at any
+size, for benchmarks.
 
 `generate` also writes what the GPUs reported, hourly, for exactly the hours their nodes
 are billed: the clusters' DCGM exporters as OpenMetrics files, and two dev hosts outside
@@ -27,7 +30,7 @@ fleets, commitments and months only. The same seed and months give byte-identica
 
 from __future__ import annotations
 
-import gzip
+import hashlib
 import json
 import math
 import shutil
@@ -41,9 +44,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from finops import demo_exports
 from finops.warehouse.schema import FOCUS_12_COLUMNS, Kind
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "IDLE_DAYS",
     "DemoFiles",
     "Team",
+    "deliver_restatement",
     "focus_table",
     "generate",
 ]
@@ -92,14 +96,20 @@ class DemoFiles:
     months: tuple[date, ...]
     """First day of each generated month, ascending."""
     aws_dir: Path
-    """`root/aws-focus/YYYY-MM/*.parquet`, one folder per billing month."""
+    """`root/aws-cur`: a local copy of the CUR 2.0 Data Export's S3 prefix, export
+    `northwind-cur`: `data/BILLING_PERIOD=YYYY-MM/<execution>/*.parquet` and each
+    period's `metadata/BILLING_PERIOD=YYYY-MM/northwind-cur-Manifest.json`."""
     gcp_dir: Path
-    """`root/gcp-focus/YYYY-MM/*.csv.gz`, one folder per billing month."""
+    """`root/gcp-billing-export/YYYY-MM/*.parquet`: the detailed billing export, one folder
+    per invoice month (the BigQuery table's schema, as `bq extract` writes it)."""
     restated_month: date
     restated_dir: Path
-    """`root/aws-focus-restated/YYYY-MM/`: the whole restated AWS month, replacing it."""
+    """The restated month's second delivery: its data folder below aws_dir."""
+    restated_manifest: Path
+    """`root/aws-cur-restatement/northwind-cur-Manifest.json`: the manifest that makes that
+    delivery current, not yet in place (`deliver_restatement` puts it there)."""
     rows: int
-    """Rows written to aws_dir and gcp_dir (the restated delivery not counted)."""
+    """CUR line items and export records written (the restated delivery not counted)."""
     gpu_openmetrics_dir: Path
     """`root/gpu-openmetrics/YYYY-MM/<cluster>.om`: the clusters' DCGM samples, hourly. Labels:
     gpu, UUID, modelName, Hostname, instance_id (the node's billing ResourceId), cluster (its
@@ -629,24 +639,6 @@ _PARQUET_SCHEMA = pa.schema(
     [pa.field(c.name, _arrow_type(c.name, c.kind)) for c in FOCUS_12_COLUMNS]
     + [pa.field(name, _LABEL) for name in _AWS_EXTRAS]
 )
-
-# The GCP export's own column order, without the optional columns it does not fill.
-# fmt: off
-_GCP_COLUMNS = (
-    "BillingAccountId", "BillingAccountName", "SubAccountId", "x_ProjectNumber", "SubAccountName",
-    "ProviderName", "PublisherName", "InvoiceIssuerName", "InvoiceId", "BillingCurrency",
-    "BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd",
-    "ChargeCategory", "ChargeClass", "ChargeFrequency", "ChargeDescription", "ServiceCategory",
-    "ServiceSubcategory", "ServiceName", "SkuId", "SkuPriceId", "RegionId", "RegionName",
-    "AvailabilityZone", "ResourceId", "ResourceName", "ResourceType", "x_InstanceType",
-    "x_PurchaseOption", "PricingCategory", "PricingUnit", "PricingQuantity", "ListUnitPrice",
-    "ContractedUnitPrice", "ConsumedQuantity", "ConsumedUnit", "CommitmentDiscountId",
-    "CommitmentDiscountName", "CommitmentDiscountCategory", "CommitmentDiscountType",
-    "CommitmentDiscountStatus", "ListCost", "ContractedCost", "BilledCost", "EffectiveCost",
-    "Tags",
-)
-# fmt: on
-
 
 # --- the calendar ------------------------------------------------------------------------
 
@@ -1848,31 +1840,64 @@ def _tag_maps(tags: pa.ChunkedArray) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, type=_TAG_MAP)
 
 
-def _csv_table(rows: pa.Table) -> pa.Table:
-    """Rows as the GCP export carries them: its own column order, text timestamps, JSON tags."""
-    columns = {}
-    for name in _GCP_COLUMNS:
-        column = rows[name]
-        if pa.types.is_timestamp(column.type):
-            # "2026-01-01 00:00:00Z" as Arrow writes it, made ISO 8601 with the "T".
-            text = column.cast(pa.timestamp("s", tz="UTC")).cast(pa.string())
-            column = pc.replace_substring(text, " ", "T")
-        elif pa.types.is_decimal(column.type):
-            # Every amount has at most 6 decimals, so scale 6 is exact, and it keeps the
-            # CSV writer from printing a zero at scale 10 as "0E-10".
-            column = column.cast(pa.decimal128(38, 6))
-        elif pa.types.is_dictionary(column.type):
-            column = column.cast(pa.string())
-        columns[name] = column
-    return pa.table(columns)
+def _lines_of(lines: pa.Table, month: date) -> pa.Table:
+    start = pa.scalar(datetime(month.year, month.month, 1), pa.timestamp("us"))
+    return lines.filter(pc.equal(lines["bill_billing_period_start_date"], start))
 
 
-def _write_csv_gz(table: pa.Table, path: Path) -> None:
-    text = pa.BufferOutputStream()
-    pacsv.write_csv(table, text)
-    # mtime=0 keeps the gzip header, and so the file, the same for the same data.
-    with gzip.GzipFile(path, "wb", compresslevel=6, mtime=0) as out:
-        out.write(text.getvalue().to_pybytes())
+def _records_of(records: pa.Table, month: date) -> pa.Table:
+    return records.filter(pc.equal(pc.struct_field(records["invoice"], "month"), f"{month:%Y%m}"))
+
+
+_CUR_EXPORT = "northwind-cur"
+_CUR_BUCKET_PREFIX = "s3://northwind-billing/cur"
+
+
+def _execution_id(month: date, seed: int, delivery: int) -> str:
+    """A delivery's id, the same for the same demo (AWS's are random UUIDs)."""
+    digest = hashlib.sha256(f"{seed}/{month:%Y-%m}/{delivery}".encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+def _write_cur_delivery(
+    export_root: Path,
+    month: date,
+    lines: pa.Table,
+    seed: int,
+    *,
+    delivery: int,
+    manifest_dir: Path | None = None,
+) -> Path:
+    """One billing period's CUR 2.0 delivery: its Parquet data and its manifest.
+
+    The manifest goes where the export keeps it (`metadata/BILLING_PERIOD=YYYY-MM/`),
+    or into `manifest_dir` for a delivery that has not arrived yet.
+    """
+    period = f"BILLING_PERIOD={month:%Y-%m}"
+    execution = _execution_id(month, seed, delivery)
+    name = f"{_CUR_EXPORT}-00001.snappy.parquet"
+    data_dir = export_root / _CUR_EXPORT / "data" / period / execution
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(lines, data_dir / name, compression="snappy")
+    manifest = {
+        "executionId": execution,
+        "exportName": _CUR_EXPORT,
+        "billingPeriod": f"{month:%Y-%m}",
+        "dataFiles": [f"{_CUR_BUCKET_PREFIX}/{_CUR_EXPORT}/data/{period}/{execution}/{name}"],
+    }
+    folder = manifest_dir or export_root / _CUR_EXPORT / "metadata" / period
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{_CUR_EXPORT}-Manifest.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def deliver_restatement(files: DemoFiles) -> Path:
+    """AWS re-delivers the restated month: its new manifest replaces the period's current one."""
+    target = (
+        files.aws_dir / _CUR_EXPORT / "metadata" / f"BILLING_PERIOD={files.restated_month:%Y-%m}"
+    )
+    return Path(shutil.copy2(files.restated_manifest, target / files.restated_manifest.name))
 
 
 def _month_folder(root: Path, month: date) -> Path:
@@ -1887,7 +1912,8 @@ def _month_folder(root: Path, month: date) -> Path:
 def generate(
     out_dir: Path, *, seed: int = 7, months: int = 8, end_month: date | None = None
 ) -> DemoFiles:
-    """Write the demo organisation's AWS and GCP FOCUS files and GPU metrics for `months` months.
+    """Write the demo organisation's AWS CUR and GCP billing export and its GPU metrics for
+    `months` months.
 
     The last month is `end_month` (default: the last complete calendar month, UTC). The
     folders this writes are emptied first, so a shorter rerun leaves no stale months.
@@ -1913,19 +1939,26 @@ def generate(
     restated_rows = pa.concat_tables([corrected, late_credit])
 
     root = Path(out_dir)
-    aws_dir, gcp_dir = root / "aws-focus", root / "gcp-focus"
-    restated_root = root / "aws-focus-restated"
+    aws_dir, gcp_dir = root / "aws-cur", root / "gcp-billing-export"
+    restatement_dir = root / "aws-cur-restatement"
     openmetrics_dir, nvidia_smi_dir = root / "gpu-openmetrics", root / "nvidia-smi"
-    for folder in (aws_dir, gcp_dir, restated_root, openmetrics_dir, nvidia_smi_dir):
+    for folder in (aws_dir, gcp_dir, restatement_dir, openmetrics_dir, nvidia_smi_dir):
         if folder.exists():
             shutil.rmtree(folder)
+    aws_lines = demo_exports.aws_cur(aws_rows)
+    gcp_records = demo_exports.gcp_export(gcp_rows)
     for month in calendar.months:
-        aws_month = _parquet_table(_month_of(aws_rows, month))
-        pq.write_table(aws_month, _month_folder(aws_dir, month) / "northwind-focus-00001.parquet")
-        gcp_month = _csv_table(_month_of(gcp_rows, month))
-        _write_csv_gz(gcp_month, _month_folder(gcp_dir, month) / "focus-000000000000.csv.gz")
-    restated_dir = _month_folder(restated_root, restated_month)
-    pq.write_table(_parquet_table(restated_rows), restated_dir / "northwind-focus-00001.parquet")
+        _write_cur_delivery(aws_dir, month, _lines_of(aws_lines, month), seed, delivery=1)
+        pq.write_table(
+            _records_of(gcp_records, month),
+            _month_folder(gcp_dir, month) / "billing_export-000000000000.parquet",
+        )
+    restated_lines = demo_exports.aws_cur(restated_rows)
+    restated_manifest = _write_cur_delivery(
+        aws_dir, restated_month, restated_lines, seed, delivery=2, manifest_dir=restatement_dir
+    )
+    restated_dir = aws_dir / _CUR_EXPORT / "data" / f"BILLING_PERIOD={restated_month:%Y-%m}"
+    restated_dir /= _execution_id(restated_month, seed, 2)
     # The GPUs draw from their own stream, so the billing files stay as they were without them.
     gpu_rng = np.random.default_rng([seed, 1])
     for estate, usage in ((aws, aws_usage), (gcp, gcp_usage)):
@@ -1937,7 +1970,8 @@ def generate(
         gcp_dir=gcp_dir,
         restated_month=restated_month,
         restated_dir=restated_dir,
-        rows=aws_rows.num_rows + gcp_rows.num_rows,
+        restated_manifest=restated_manifest,
+        rows=aws_lines.num_rows + gcp_records.num_rows,
         gpu_openmetrics_dir=openmetrics_dir,
         nvidia_smi_dir=nvidia_smi_dir,
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import socket
+import tempfile
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +17,7 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
 from finops.collectors.aws_cur import default_source, read_cur, snake_case, tag_key
 from finops.errors import IngestError
@@ -29,13 +32,27 @@ RI_ARN = "arn:aws:ec2:us-east-1:001234567890:reserved-instances/ri-1"
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """S3 in moto's server mode: boto3 and pyarrow's S3 filesystem both reach it over HTTP
+    (`mock_aws` would patch boto3 only)."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    # moto's state lives in this process, across servers: start every test from none.
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+    ).close()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    try:
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
         yield client
+    finally:
+        server.stop()
 
 
 def ingest(warehouse: Warehouse, location: str, export_name: str | None = None):
@@ -564,3 +581,37 @@ def test_tag_columns_keep_aws_prefix_and_drop_user_prefix() -> None:
 def test_default_source_is_the_export_name_or_aws_cur() -> None:
     assert default_source("s3://billing/cur2", "ml-cur") == "ml-cur"
     assert default_source("s3://billing/cur2") == "aws-cur"
+
+
+def test_parquet_missing_a_column_is_refused_from_its_footer(s3, tmp_path: Path) -> None:
+    lines = [{k: v for k, v in line.items() if k != "line_item_currency_code"} for line in MAY_CUR2]
+    put_cur2(s3, tmp_path, "ml-cur", "2026-05", "exec-1", {"part-0.parquet": lines})
+    before = set(Path(tempfile.gettempdir()).glob("finops-cur-*"))
+
+    with pytest.raises(IngestError) as error:
+        read_cur(f"s3://{BUCKET}/cur2")
+
+    assert str(error.value) == (
+        "s3://billing/cur2/ml-cur/data/BILLING_PERIOD=2026-05/exec-1/part-0.parquet: "
+        "missing mandatory CUR column(s) line_item_currency_code"
+    )
+    assert set(Path(tempfile.gettempdir()).glob("finops-cur-*")) == before
+
+
+def test_objects_stream_to_disk_a_chunk_at_a_time(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 KiB chunks: the Parquet object (a few KiB) arrives in several reads, intact.
+    monkeypatch.setattr("finops.collectors.aws_cur.DOWNLOAD_CHUNK", 1024)
+    put_cur2(s3, tmp_path, "ml-cur", "2026-05", "exec-1", {"part-0.parquet": MAY_CUR2})
+    key = "cur2/ml-cur/data/BILLING_PERIOD=2026-05/exec-1/part-0.parquet"
+    assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 3 * 1024
+
+    delivery = read_cur(f"s3://{BUCKET}/cur2")
+    try:
+        (local,) = delivery.files
+        assert local.read_bytes() == (tmp_path / key).read_bytes()
+        assert (delivery.rows, delivery.billed_cost) == (10, Decimal("167.09"))
+    finally:
+        assert delivery.cleanup is not None
+        delivery.cleanup()

@@ -234,23 +234,32 @@ def test_demo_ingests_everything_it_generated_with_the_restatement_applied(tmp_p
     import duckdb
 
     demo_dir = tmp_path / ".finops" / "demo"
-    (restated,) = (demo_dir / "aws-focus-restated").iterdir()
+    export = demo_dir / "aws-cur" / "northwind-cur"
+    # What the bills say, read from the files: CUR's unblended cost of the data files the
+    # current manifests list (the restated month's second delivery among them), and the
+    # GCP export's cost plus its credits.
+    current = [
+        export / listed.split("/northwind-cur/", 1)[1]
+        for manifest in sorted(export.glob("metadata/*/*-Manifest.json"))
+        for listed in json.loads(manifest.read_text())["dataFiles"]
+    ]
+    assert len(current) == 6
     with duckdb.connect() as conn:
-        expected = conn.execute(
-            f"""
-            SELECT sum(c) FROM (
-                SELECT sum(BilledCost) AS c FROM read_parquet('{demo_dir}/aws-focus/*/*.parquet', filename = true)
-                WHERE filename NOT LIKE '%/{restated.name}/%'
-                UNION ALL SELECT sum(BilledCost) FROM read_parquet('{restated}/*.parquet')
-                UNION ALL SELECT sum(CAST(BilledCost AS DECIMAL(38,10))) FROM read_csv('{demo_dir}/gcp-focus/*/*.csv.gz', all_varchar = true)
-            )
-            """
-        ).fetchone()[0]
+        (aws,) = conn.execute(
+            "SELECT sum(CAST(line_item_unblended_cost AS DECIMAL(38,10))) FROM read_parquet(?)",
+            [[str(p) for p in current]],
+        ).fetchone()
+        (gcp,) = conn.execute(
+            f"""SELECT sum(CAST(cost AS DECIMAL(38,10)))
+                       + sum((SELECT coalesce(sum(CAST(c.amount AS DECIMAL(38,10))), 0)
+                              FROM unnest(credits) AS t(c)))
+                FROM read_parquet('{demo_dir}/gcp-billing-export/*/*.parquet')"""
+        ).fetchone()
     with duckdb.connect(str(tmp_path / ".finops" / "warehouse.duckdb"), read_only=True) as conn:
         held = conn.execute(
             'SELECT sum("BilledCost"), list(DISTINCT "x_Source" ORDER BY "x_Source") FROM cost'
         ).fetchone()
-    assert held == (expected, ["aws-focus", "gcp-focus"])
+    assert held == (aws + gcp, ["aws-cur", "gcp-billing"])
 
     # Every demo GPU-hour is attributed to a billed instance, a cluster and a team.
     from finops import demo as demo_data

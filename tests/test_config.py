@@ -138,4 +138,4 @@ def test_repository_ships_valid_demo_manifests() -> None:
     from finops.config import load_sources
 
     names = [s.name for s in load_sources(load_config(REPO))]
-    assert names == ["aws-focus", "gcp-focus", "billing", "dcgm", "nvidia-smi"]
+    assert names == ["aws-cur", "gcp-billing", "billing", "dcgm", "nvidia-smi"]

@@ -17,7 +17,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from finops.demo import DEMO_TEAMS, DemoFiles, focus_table, generate
+from finops.collectors.aws_cur import read_cur
+from finops.collectors.gcp_billing import read_gcp_export_files
+from finops.demo import DEMO_TEAMS, DemoFiles, deliver_restatement, focus_table, generate
 from finops.warehouse.schema import ALLOWED_VALUES, FOCUS_12_COLUMNS, REQUIRED_COLUMNS
 
 LAST_MONTH = date(2026, 4, 1)
@@ -38,30 +40,40 @@ def three_months(tmp_path_factory: pytest.TempPathFactory) -> DemoFiles:
 
 @pytest.fixture(scope="module")
 def sql(demo: DemoFiles) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Tables of the files: `aws`, `gcp` and `restated` as written, `charges` for both.
+    """The FOCUS rows the collectors make of the files: `aws` and `gcp` as first delivered,
+    `restated` the restated month once AWS re-delivered it, `charges` for both providers.
 
-    Read once: parsing the CSV files is the slow part of these tests.
+    Read once: reading the files is the slow part of these tests.
     """
     conn = duckdb.connect()
-    conn.execute(f"""
-        CREATE TABLE aws AS SELECT * FROM read_parquet('{demo.aws_dir}/*/*.parquet');
-        CREATE TABLE restated AS SELECT * FROM read_parquet('{demo.restated_dir}/*.parquet');
-        CREATE TABLE gcp AS SELECT * FROM read_csv('{demo.gcp_dir}/*/*.csv.gz',
-            header = true, all_varchar = true);
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute(f"CREATE TABLE aws AS {read_cur(str(demo.aws_dir)).select_sql}")
+    conn.execute(f"CREATE TABLE gcp AS {read_gcp_export_files(str(demo.gcp_dir)).select_sql}")
+    deliver_restatement(demo)
+    conn.execute(
+        f"CREATE TABLE restated AS SELECT * FROM ({read_cur(str(demo.aws_dir)).select_sql}) "
+        "WHERE BillingPeriodStart = ?",
+        [datetime(2026, 1, 1, tzinfo=UTC)],
+    )
+    conn.execute("""
         CREATE TABLE charges AS
             SELECT 'AWS' AS provider, ChargeCategory, ChargePeriodStart, BillingPeriodStart,
-                   BilledCost, EffectiveCost, x_InstanceType,
+                   BilledCost, EffectiveCost, x_InstanceType, Tags,
                    map_keys(Tags) AS tag_keys, Tags['env'] AS env
             FROM aws
             UNION ALL
-            SELECT 'GCP', ChargeCategory, CAST(ChargePeriodStart AS TIMESTAMPTZ),
-                   CAST(BillingPeriodStart AS TIMESTAMPTZ), CAST(BilledCost AS DECIMAL(38, 10)),
-                   CAST(EffectiveCost AS DECIMAL(38, 10)), x_InstanceType,
-                   json_keys(Tags), json_extract_string(Tags, '$.env')
+            SELECT 'GCP', ChargeCategory, ChargePeriodStart, BillingPeriodStart, BilledCost,
+                   EffectiveCost, x_InstanceType, Tags, map_keys(Tags), Tags['env']
             FROM gcp;
     """)
     yield conn
     conn.close()
+
+
+def _cur_lines(demo: DemoFiles) -> pa.Table:
+    """The CUR line items of the first delivery of every month."""
+    files = sorted(demo.aws_dir.rglob("*.parquet"))
+    return pa.concat_tables(pq.read_table(p) for p in files if demo.restated_dir not in p.parents)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -77,8 +89,6 @@ def test_same_seed_writes_byte_identical_files(three_months: DemoFiles, tmp_path
     assert any(again.gpu_openmetrics_dir.rglob("*.om"))
     assert any(again.nvidia_smi_dir.glob("*.csv"))
     assert _files(again.root) == _files(three_months.root)
-    month = "2026-03"
-    assert pq.read_table(again.aws_dir / month).equals(pq.read_table(three_months.aws_dir / month))
 
 
 def test_another_seed_gives_other_data_for_the_same_months(
@@ -87,7 +97,7 @@ def test_another_seed_gives_other_data_for_the_same_months(
     eight = generate(tmp_path, seed=8, months=3, end_month=LAST_MONTH)
 
     assert eight.months == three_months.months
-    aws_seven, aws_eight = pq.read_table(three_months.aws_dir), pq.read_table(eight.aws_dir)
+    aws_seven, aws_eight = _cur_lines(three_months), _cur_lines(eight)
     assert aws_seven.schema == aws_eight.schema
     assert not aws_seven.equals(aws_eight)
     assert _files(three_months.gcp_dir) != _files(eight.gcp_dir)
@@ -98,9 +108,12 @@ def test_generate_rewrites_its_folders_so_no_stale_month_is_left(tmp_path: Path)
     generate(tmp_path, months=2, end_month=LAST_MONTH)
     files = generate(tmp_path, months=1, end_month=LAST_MONTH)
 
-    assert [p.name for p in files.aws_dir.iterdir()] == ["2026-04"]
+    cur_data = files.aws_dir / "northwind-cur" / "data"
+    assert [p.name for p in cur_data.iterdir()] == ["BILLING_PERIOD=2026-04"]
     assert [p.name for p in files.gcp_dir.iterdir()] == ["2026-04"]
-    assert [p.name for p in files.restated_dir.parent.iterdir()] == ["2026-04"]
+    assert [p.name for p in files.restated_manifest.parent.iterdir()] == [
+        "northwind-cur-Manifest.json"
+    ]
     assert [p.name for p in files.gpu_openmetrics_dir.iterdir()] == ["2026-04"]
 
 
@@ -114,10 +127,19 @@ def test_requested_months_are_the_billing_periods(
             [provider],
         ).fetchall()
         assert [p for (p,) in periods] == list(MONTHS)
-    assert sorted(p.name for p in demo.aws_dir.iterdir()) == [f"{m:%Y-%m}" for m in MONTHS]
+    metadata = demo.aws_dir / "northwind-cur" / "metadata"
+    assert sorted(p.name for p in metadata.iterdir()) == [
+        f"BILLING_PERIOD={m:%Y-%m}" for m in MONTHS
+    ]
     assert sorted(p.name for p in demo.gcp_dir.iterdir()) == [f"{m:%Y-%m}" for m in MONTHS]
+    gcp_records = pq.read_table(demo.gcp_dir).num_rows
+    assert demo.rows == _cur_lines(demo).num_rows + gcp_records
+    # The collectors add one FOCUS row per GCP credit; every CUR line is one row.
+    (gcp_credits,) = sql.execute(
+        "SELECT count(*) FROM gcp WHERE ChargeCategory = 'Credit'"
+    ).fetchone()
     row_count = sql.execute("SELECT count(*) FROM charges").fetchone()
-    assert row_count == (demo.rows,)
+    assert row_count == (demo.rows + gcp_credits,)
     assert 50_000 <= demo.rows <= 150_000
 
 
@@ -177,45 +199,44 @@ def test_values_are_focus_allowed_values(column: str, sql: duckdb.DuckDBPyConnec
         assert values - {None} <= set(ALLOWED_VALUES[column]), (view, column)
 
 
-def test_aws_parquet_has_all_focus_columns_and_two_extras(demo: DemoFiles) -> None:
-    schema = pq.read_schema(next(demo.aws_dir.glob("2026-01/*.parquet")))
+def test_aws_is_a_cur2_export_with_a_manifest_per_billing_period(demo: DemoFiles) -> None:
+    import json
 
-    assert set(schema.names) == {c.name for c in FOCUS_12_COLUMNS} | {
-        "x_InstanceType",
-        "x_PurchaseOption",
-    }
-    assert str(schema.field("BilledCost").type) == "decimal128(38, 10)"
-    assert str(schema.field("ChargePeriodStart").type) == "timestamp[us, tz=UTC]"
-    assert pa.types.is_map(schema.field("Tags").type)
-    assert schema.field("Tags").type.key_type == pa.string()
-    assert schema.field("Tags").type.item_type == pa.string()
-
-
-def test_gcp_csv_has_its_own_column_order_and_fewer_columns(
-    demo: DemoFiles, sql: duckdb.DuckDBPyConnection
-) -> None:
-    header = [d[0] for d in sql.execute("SELECT * FROM gcp LIMIT 0").description]
-    focus_names = [c.name for c in FOCUS_12_COLUMNS]
-
-    assert "x_ProjectNumber" in header
-    assert len(header) < len(focus_names)
-    assert set(header) - {"x_ProjectNumber", "x_InstanceType", "x_PurchaseOption"} < set(
-        focus_names
+    export = demo.aws_dir / "northwind-cur"
+    manifest = json.loads(
+        (export / "metadata" / "BILLING_PERIOD=2025-12" / "northwind-cur-Manifest.json").read_text()
     )
-    in_focus_order = [n for n in focus_names if n in header]
-    assert [n for n in header if n in focus_names] != in_focus_order
+    (listed,) = manifest["dataFiles"]
+    assert listed.startswith(
+        "s3://northwind-billing/cur/northwind-cur/data/BILLING_PERIOD=2025-12/"
+    )
+    local = export / listed.split("/northwind-cur/", 1)[1]
+    schema = pq.read_schema(local)
+
+    assert {
+        "bill_payer_account_id", "line_item_line_item_type", "line_item_unblended_cost",
+        "line_item_usage_start_date", "pricing_public_on_demand_cost", "resource_tags",
+        "savings_plan_savings_plan_effective_cost", "reservation_effective_cost",
+    } <= set(schema.names)  # fmt: skip
+    assert str(schema.field("line_item_unblended_cost").type) == "double"
+    assert pa.types.is_map(schema.field("resource_tags").type)
+    types = set(pq.read_table(local).column("line_item_line_item_type").to_pylist())
+    assert types == {
+        "Usage", "DiscountedUsage", "SavingsPlanCoveredUsage", "SavingsPlanNegation",
+        "RIFee", "SavingsPlanRecurringFee", "Tax",
+    }  # fmt: skip
 
 
-def test_gcp_csv_writes_iso_utc_timestamps_and_plain_decimals(
-    sql: duckdb.DuckDBPyConnection,
-) -> None:
-    sample = sql.execute(
-        "SELECT ChargePeriodStart, BillingPeriodEnd, EffectiveCost, BilledCost FROM gcp"
-    ).fetchall()
-    iso = re.compile(r"^\d{4}-\d{2}-\d{2}T00:00:00Z$")
-    plain = re.compile(r"^-?\d+\.\d{6}$")
-    assert all(iso.match(start) and iso.match(end) for start, end, _, _ in sample)
-    assert all(plain.match(e) and plain.match(b) for _, _, e, b in sample)
+def test_gcp_is_the_detailed_billing_export_schema(demo: DemoFiles) -> None:
+    records = pq.read_table(demo.gcp_dir / "2026-01")
+    credits = records.filter(pc.greater(pc.list_value_length(records["credits"]), 0))
+    kinds = {c["type"] for row in credits.column("credits").to_pylist() for c in row}
+
+    assert {"billing_account_id", "service", "sku", "project", "labels", "system_labels",
+            "location", "cost", "currency", "usage", "credits", "invoice", "cost_type",
+            "resource", "cost_at_list"} <= set(records.schema.names)  # fmt: skip
+    assert {r["month"] for r in records.column("invoice").to_pylist()} == {"202601"}
+    assert kinds == {"COMMITTED_USAGE_DISCOUNT", "PROMOTION"}
 
 
 def test_untagged_spend_is_10_to_15_percent(sql: duckdb.DuckDBPyConnection) -> None:
@@ -277,18 +298,15 @@ def test_daily_spend_grows_from_first_to_last_month(sql: duckdb.DuckDBPyConnecti
     assert 1.10 <= growth <= 1.60
 
 
-def test_list_and_contracted_cost_are_unit_price_times_quantity(
-    sql: duckdb.DuckDBPyConnection,
-) -> None:
-    broken = sql.execute("""
-        SELECT count(*) FILTER (WHERE ListCost <> ListUnitPrice * PricingQuantity),
-               count(*) FILTER (WHERE ContractedCost <> ContractedUnitPrice * PricingQuantity),
-               count(*) FILTER (WHERE ChargeCategory = 'Usage' AND ListCost < EffectiveCost),
-               count(*) FILTER (WHERE ChargeCategory = 'Usage' AND ContractedCost < EffectiveCost)
-        FROM aws WHERE ListUnitPrice IS NOT NULL
+def test_list_cost_is_never_below_what_usage_costs(sql: duckdb.DuckDBPyConnection) -> None:
+    usage = sql.execute("""
+        SELECT count(*), count(*) FILTER (WHERE ListCost < EffectiveCost OR ListCost < BilledCost)
+        FROM (SELECT * FROM aws UNION ALL BY NAME SELECT * FROM gcp)
+        WHERE ChargeCategory = 'Usage'
     """).fetchone()
 
-    assert broken == (0, 0, 0, 0)
+    assert usage[0] > 40_000
+    assert usage[1] == 0
 
 
 def test_spot_usage_is_dynamic_and_cheaper_than_list(sql: duckdb.DuckDBPyConnection) -> None:
@@ -300,53 +318,49 @@ def test_spot_usage_is_dynamic_and_cheaper_than_list(sql: duckdb.DuckDBPyConnect
     assert spot == [("Dynamic", True)]
 
 
-def test_committed_usage_is_amortised_from_the_monthly_fee(sql: duckdb.DuckDBPyConnection) -> None:
+def test_aws_commitments_are_amortised_from_the_monthly_fee(sql: duckdb.DuckDBPyConnection) -> None:
+    """RI and Savings Plan usage carries its amortised cost; the fee line carries the unused
+    part, so a month's effective cost of a commitment equals its fee."""
     used = sql.execute("""
-        SELECT count(*), count(*) FILTER (WHERE BilledCost <> 0 OR EffectiveCost <= 0),
-               count(*) FILTER (WHERE PricingCategory <> 'Committed'
-                                OR CommitmentDiscountId IS NULL
-                                OR CommitmentDiscountCategory IS NULL
-                                OR CommitmentDiscountType IS NULL)
-        FROM aws WHERE CommitmentDiscountStatus = 'Used'
-    """).fetchone()
-    fees = sql.execute("""
-        SELECT count(*), count(*) FILTER (WHERE BilledCost <= 0 OR EffectiveCost <> 0
-                                          OR ChargeFrequency <> 'Recurring')
-        FROM aws WHERE ChargeCategory = 'Purchase'
+        SELECT count(*), count(*) FILTER (WHERE BilledCost <> 0 AND x_PurchaseOption = 'Reserved'
+                                          OR EffectiveCost <= 0)
+        FROM aws WHERE ChargeCategory = 'Usage' AND PricingCategory = 'Committed'
     """).fetchone()
     unbalanced = sql.execute("""
         WITH amortised AS (
             SELECT CommitmentDiscountId AS id, BillingPeriodStart AS month,
-                   sum(EffectiveCost) FILTER (WHERE ChargeCategory = 'Usage') AS effective,
+                   sum(EffectiveCost) AS effective,
                    sum(BilledCost) FILTER (WHERE ChargeCategory = 'Purchase') AS fee,
-                   sum(EffectiveCost) FILTER (WHERE CommitmentDiscountStatus = 'Unused')
-                       AS unused
+                   sum(EffectiveCost) FILTER (WHERE ChargeCategory = 'Purchase') AS unused,
+                   sum(BilledCost) AS billed
             FROM aws WHERE CommitmentDiscountId IS NOT NULL GROUP BY ALL)
-        SELECT count(*) FILTER (WHERE effective <> fee OR unused <= 0), count(*) FROM amortised
+        SELECT count(*) FILTER (WHERE effective <> fee OR billed <> fee OR unused <= 0), count(*)
+        FROM amortised
     """).fetchone()
 
     assert used[0] > 1_000
-    assert used[1:] == (0, 0)
-    assert fees[0] == 2 * len(MONTHS)
-    assert fees[1] == 0
+    assert used[1] == 0
     assert unbalanced == (0, 2 * len(MONTHS))
 
 
 def test_credits_and_refunds_are_negative(sql: duckdb.DuckDBPyConnection) -> None:
     positive = sql.execute("""
-        SELECT count(*), count(*) FILTER (WHERE BilledCost >= 0 OR EffectiveCost >= 0)
-        FROM charges WHERE ChargeCategory IN ('Credit', 'Adjustment')
+        SELECT count(*), count(*) FILTER (WHERE BilledCost >= 0)
+        FROM charges WHERE ChargeCategory = 'Credit'
     """).fetchone()
-    corrections = sql.execute("""
-        SELECT ChargeCategory, BilledCost, ChargePeriodStart < BillingPeriodStart
-        FROM aws WHERE ChargeClass = 'Correction'
+    # The refund of a p5 training window arrives a month after the usage it refunds.
+    refunds = sql.execute("""
+        SELECT BilledCost, ChargePeriodStart < BillingPeriodStart
+        FROM aws WHERE ChargeDescription LIKE 'Refund:%'
     """).fetchall()
-    gcp_credits = sql.execute("SELECT count(*) FROM gcp WHERE ChargeCategory = 'Credit'").fetchone()
+    promotions = sql.execute(
+        "SELECT count(*), sum(BilledCost) FROM gcp WHERE ChargeDescription LIKE 'PROMOTION:%'"
+    ).fetchone()
 
     assert positive[0] > 0
     assert positive[1] == 0
-    assert corrections == [("Adjustment", Decimal("-1850.25"), True)]
-    assert gcp_credits == (len(MONTHS),)
+    assert refunds == [(Decimal("-1850.25"), True)]
+    assert promotions == (len(MONTHS), Decimal(-4000) * len(MONTHS))
 
 
 def test_aws_accounts_are_12_digit_strings_kept_with_their_leading_zeros(
@@ -371,7 +385,9 @@ def test_restated_month_covers_every_day_and_changes_the_total(
     demo: DemoFiles, sql: duckdb.DuckDBPyConnection
 ) -> None:
     assert demo.restated_month == date(2026, 1, 1)
-    assert demo.restated_dir == demo.root / "aws-focus-restated" / "2026-01"
+    assert demo.restated_dir.parent == (
+        demo.aws_dir / "northwind-cur" / "data" / "BILLING_PERIOD=2026-01"
+    )
     totals = sql.execute("""
         WITH original AS (SELECT * FROM aws WHERE BillingPeriodStart = '2026-01-01')
         SELECT (SELECT count(DISTINCT ChargePeriodStart) FROM restated
@@ -409,7 +425,11 @@ def test_focus_table_has_the_rows_asked_for_and_the_aws_schema(demo: DemoFiles) 
     table = focus_table(200_000)
 
     assert table.num_rows == 200_000
-    assert table.schema == pq.read_schema(next(demo.aws_dir.glob("2026-01/*.parquet")))
+    assert set(table.schema.names) == {c.name for c in FOCUS_12_COLUMNS} | {
+        "x_InstanceType",
+        "x_PurchaseOption",
+    }
+    assert pa.types.is_map(table.schema.field("Tags").type)
     assert table.column("ChargeCategory").null_count == 0
     # Grown to size: many times the demo's few hundred resources.
     assert pc.count_distinct(table.column("ResourceId").cast(pa.string())).as_py() > 2_000

@@ -15,7 +15,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from finops.collectors.aws_cur import read_cur
 from finops.collectors.dcgm import read_openmetrics
+from finops.collectors.gcp_billing import read_gcp_export_files
 from finops.collectors.nvidia_smi import read_nvidia_smi
 from finops.demo import DEMO_TEAMS, IDLE_CLUSTERS, IDLE_DAYS, DemoFiles, generate
 from finops.warehouse import Warehouse
@@ -55,18 +57,17 @@ def sql(demo: DemoFiles) -> Iterator[duckdb.DuckDBPyConnection]:
         f"""nullif(regexp_extract(labels, '(?:^|,){name}="([^"]*)"', 1), '') AS "{name}" """
         for name in LABELS
     )
+    billing = " UNION ALL BY NAME ".join(
+        f"({d.select_sql})"
+        for d in (read_cur(str(demo.aws_dir)), read_gcp_export_files(str(demo.gcp_dir)))
+    )
     conn.execute(f"""
         CREATE TABLE billed AS
-            SELECT 'AWS' AS provider, ResourceId AS resource_id, ResourceName AS resource_name,
+            SELECT CASE ProviderName WHEN 'AWS' THEN 'AWS' ELSE 'GCP' END AS provider,
+                   ResourceId AS resource_id, ResourceName AS resource_name,
                    Tags['cluster'] AS cluster, x_InstanceType AS instance_type,
                    CAST(ChargePeriodStart AS DATE) AS day, CAST(PricingQuantity AS INTEGER) AS hours
-            FROM read_parquet('{demo.aws_dir}/*/*.parquet')
-            WHERE ChargeCategory = 'Usage' AND regexp_matches(x_InstanceType, '{GPU_INSTANCE}')
-            UNION ALL
-            SELECT 'GCP', ResourceId, ResourceName, json_extract_string(Tags, '$.cluster'),
-                   x_InstanceType, CAST(CAST(ChargePeriodStart AS TIMESTAMPTZ) AS DATE),
-                   CAST(CAST(PricingQuantity AS DECIMAL(38, 2)) AS INTEGER)
-            FROM read_csv('{demo.gcp_dir}/*/*.csv.gz', header = true, all_varchar = true)
+            FROM ({billing})
             WHERE ChargeCategory = 'Usage' AND regexp_matches(x_InstanceType, '{GPU_INSTANCE}');
         CREATE TABLE dcgm AS
             WITH lines AS (

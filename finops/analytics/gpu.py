@@ -36,6 +36,7 @@ GROUPINGS: dict[str, str] = {
     "cluster": "cluster",
     "team": "team",
     "node": "node",
+    "resource": "resource_id",
     "model": "model",
     "day": "strftime(hour, '%Y-%m-%d')",
     "hour": "strftime(hour, '%Y-%m-%d %H:00')",
@@ -118,12 +119,25 @@ def _team_name(
     return f"coalesce(CASE {value} {whens} END, {value})", params + pairs + params
 
 
-def _gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, list[object]]:
-    """One row per GPU-hour (or per team share of one) with its cluster, team and cost."""
+def _namespace_team(attribution: GpuAttribution) -> tuple[str, list[object]]:
+    """A namespace's team: `allocation.namespace_teams`, else the namespace as a team name."""
+    named, params = _team_name("ns", [], attribution)
+    mapping = attribution.allocation.namespace_teams
+    if not mapping:
+        return named, params
+    whens = " ".join("WHEN ? THEN ?" for _ in mapping)
+    pairs = [x for pair in mapping.items() for x in pair]
+    return f"coalesce(CASE ns {whens} END, {named})", pairs + params
+
+
+def gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, list[object]]:
+    """One row per GPU-hour (or per team share of one) with its cluster, team and cost:
+    hour, node, gpu_uuid, gpu_index, model, resource_id, cluster, team, gpu_hours,
+    mean_util_pct, idle, cost. `gpu_usage` groups it; policies read it directly."""
     cluster_tag, cluster_params = _first_tag(attribution.cluster_tag_keys)
     team_tag, team_tag_params = _first_tag(attribution.allocation.tag_keys)
     tag_team, tag_team_params = _team_name(team_tag, team_tag_params, attribution)
-    namespace_team, namespace_params = _team_name("ns", [], attribution)
+    namespace_team, namespace_params = _namespace_team(attribution)
     instance, instance_params = _instance_sql(attribution)
     sql = f"""
         WITH by_dns AS (
@@ -210,7 +224,7 @@ def gpu_usage(
     unknown = [g for g in groups if g not in GROUPINGS]
     if not groups or unknown:
         raise ConfigError(f"--by {by!r}: use one or more of {', '.join(GROUPINGS)}")
-    inner, params = _gpu_hours_sql(period, attribution)
+    inner, params = gpu_hours_sql(period, attribution)
     keys = ", ".join(f'{GROUPINGS[g]} AS "{g}"' for g in groups)
     names = ", ".join(f'"{g}"' for g in groups)
     sql = f"""
@@ -235,7 +249,7 @@ def unmatched_gpu_instances(
     conn: duckdb.DuckDBPyConnection, period: Period, attribution: GpuAttribution
 ) -> pa.Table:
     """Billed GPU instances (by instance type) that sent no GPU samples in the period."""
-    reporting, params = _gpu_hours_sql(period, attribution)
+    reporting, params = gpu_hours_sql(period, attribution)
     sql = f"""
         SELECT "ResourceId" AS resource_id, any_value("x_InstanceType") AS instance_type,
                any_value("ProviderName") AS provider, round(sum("EffectiveCost"), 2) AS cost
@@ -253,3 +267,59 @@ def unmatched_gpu_instances(
     return conn.sql(
         sql, params=[GPU_INSTANCE_TYPES, period.start_ts, period.end_ts, *params]
     ).to_arrow_table()
+
+
+def gpu_hours_by_team(
+    conn: duckdb.DuckDBPyConnection,
+    period: Period,
+    attribution: GpuAttribution,
+    clusters: tuple[str, ...] = (),
+) -> pa.Table:
+    """GPU-hours per billing month, cluster and team, busy and idle apart, exact (unrounded).
+
+    What a shared cluster's cost is split by (as Kubecost splits a cluster by its
+    namespaces): each namespace's share of a GPU-hour goes to its team. GPU-hours that
+    match no billed instance are left out: they carry no cost to split.
+    """
+    inner, params = gpu_hours_sql(period, attribution)
+    only = f"AND cluster IN ({', '.join('?' for _ in clusters)})" if clusters else ""
+    sql = f"""
+        SELECT CAST(date_trunc('month', hour) AS DATE) AS month, cluster, team,
+               coalesce(sum(gpu_hours) FILTER (WHERE NOT coalesce(idle, false)), 0) AS busy_gpu_hours,
+               coalesce(sum(gpu_hours) FILTER (WHERE idle), 0) AS idle_gpu_hours
+        FROM ({inner}) AS gpu_hours
+        WHERE team <> '{UNMATCHED}' {only}
+        GROUP BY ALL
+        ORDER BY month, cluster, team
+    """
+    return conn.sql(sql, params=[*params, *clusters]).to_arrow_table()
+
+
+def gpu_totals(
+    conn: duckdb.DuckDBPyConnection,
+    period: Period,
+    attribution: GpuAttribution,
+    team: str | None = None,
+) -> dict[str, float | None]:
+    """The fleet's GPU-hours, idle GPU-hours, their cost and the mean utilisation, unrounded.
+
+    For the FinOps KPIs (idle GPU cost %, GPU utilisation, cost per GPU-hour): the same
+    GPU-hours and costs as `gpu_usage`, summed before any rounding.
+    """
+    inner, params = gpu_hours_sql(period, attribution)
+    only = "AND team = ?" if team is not None else ""
+    rows = conn.execute(
+        f"""
+        SELECT sum(gpu_hours), coalesce(sum(gpu_hours) FILTER (WHERE idle), 0),
+               sum(cost), coalesce(sum(cost) FILTER (WHERE idle), 0),
+               sum(mean_util_pct * gpu_hours) / nullif(sum(gpu_hours), 0)
+        FROM ({inner}) AS gpu_hours
+        WHERE team <> '{UNMATCHED}' {only}
+        """,
+        [*params, *([team] if team is not None else [])],
+    ).fetchall()
+    names = ("gpu_hours", "idle_gpu_hours", "cost", "idle_cost", "mean_util_pct")
+    return {
+        name: (None if value is None else float(value))
+        for name, value in zip(names, rows[0], strict=True)
+    }

@@ -33,7 +33,10 @@ Parquet, CSV or CSV.gz. The table names them in CUR 2.0 spelling (`*_a_r_n` is a
 | ChargeDescription       | line_item_line_item_description                              |
 | ServiceName             | product code via SERVICES, else product_product_name or code |
 | ServiceCategory         | product code (line_item_product_code) via SERVICES, else Other |
+| PricingQuantity, -Unit  | line_item_usage_amount, pricing_unit (Hrs -> Hours) (Usage, Purchase) |
+| ConsumedQuantity, -Unit | the same, on Usage only                                      |
 | ResourceId              | line_item_resource_id                                        |
+| ResourceName            | the resource's `Name` tag (user:Name), as the EC2 console    |
 | RegionId                | product_region_code (legacy: product_region)                 |
 | AvailabilityZone, SkuId | line_item_availability_zone, product_sku                     |
 | CommitmentDiscountId    | savings_plan_savings_plan_a_r_n / reservation_reservation_a_r_n (6) |
@@ -72,8 +75,11 @@ Parquet, CSV or CSV.gz. The table names them in CUR 2.0 spelling (`*_a_r_n` is a
 
 Refused, naming file, row and column: a missing mandatory CUR column, an empty mandatory
 value, an unknown line item type, an unparsable date, a non-numeric cost. An object that
-cannot be downloaded is named by its key; S3 throttling is retried by boto3's retry mode.
-Data files are read by DuckDB from disk, never loaded into Python.
+cannot be downloaded is named by its key. On S3, manifests are listed and read through
+boto3 and data files streamed to disk through pyarrow's S3 filesystem (Parquet footers
+first, so a file missing a mandatory column is refused before any download); throttled
+calls are retried with backoff by both. Data files are read by DuckDB from disk, never
+loaded into Python.
 """
 
 from __future__ import annotations
@@ -88,7 +94,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from finops.collectors.locations import LocalFiles, checksum, resolve, split_s3_uri
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from finops.collectors.locations import LocalFiles, checksum, resolve, s3_clients, split_s3_uri
 from finops.collectors.scan import (
     Check,
     FileGroup,
@@ -104,8 +113,8 @@ from finops.warehouse import CostDelivery
 
 MANIFEST_SUFFIX = "-manifest.json"
 DATA_SUFFIXES = (".parquet", ".csv.gz", ".csv")
-S3_RETRIES = {"mode": "adaptive", "max_attempts": 10}
-"""boto3 retry config: throttled S3 calls back off and retry instead of failing the ingest."""
+DOWNLOAD_CHUNK = 8 * 1024 * 1024
+"""Bytes read from S3 at a time while an object streams to disk."""
 
 _LEGACY_PERIOD = re.compile(r"^\d{8}-\d{8}$")
 _CUR2_PERIOD = re.compile(r"^BILLING_PERIOD=\d{4}-\d{2}$", re.IGNORECASE)
@@ -141,6 +150,9 @@ CHARGE_BY_LINE_ITEM_TYPE: dict[str, tuple[str, str]] = {
     "PrivateRateDiscount": ("Credit", "Usage-Based"),
     "DistributorDiscount": ("Credit", "Usage-Based"),
 }
+
+UNITS: dict[str, str] = {"Hrs": "Hours", "GB-Mo": "GB-Months"}
+"""CUR pricing units spelled as FOCUS files spell them; others are kept as they are."""
 
 _SAVINGS_PLAN_TYPES = (
     "SavingsPlanCoveredUsage",
@@ -333,12 +345,14 @@ def _local_data_file(manifest: _Manifest, listed: str) -> Path:
 
 
 def _download(location: str, manifests: list[_Manifest]) -> tuple[LocalFiles, Callable[[], None]]:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
+    """Stream the listed objects to a temporary folder through pyarrow's S3 filesystem.
 
+    Parquet footers are read first (a few KiB each, by range requests), so a data file
+    that lacks a mandatory column is refused before a byte of data is downloaded. Each
+    object is then copied in chunks of DOWNLOAD_CHUNK bytes: never whole in memory.
+    """
     location_bucket = split_s3_uri(location)[0]
-    s3 = boto3.client("s3", config=Config(retries=S3_RETRIES))
+    _, s3 = s3_clients()
     workdir = Path(tempfile.mkdtemp(prefix="finops-cur-"))
     wanted: list[tuple[str, str, Path]] = []
     for manifest in manifests:
@@ -351,16 +365,37 @@ def _download(location: str, manifests: list[_Manifest]) -> tuple[LocalFiles, Ca
             digest = hashlib.sha1(f"{bucket}/{key}".encode()).hexdigest()[:12]
             wanted.append((bucket, key, workdir / digest / PurePosixPath(key).name))
 
+    def check_footer(item: tuple[str, str, Path]) -> None:
+        bucket, key, _ = item
+        try:
+            with s3.open_input_file(f"{bucket}/{key}") as remote:
+                names = pq.read_schema(remote).names
+        except (OSError, pa.ArrowException) as exc:
+            raise IngestError(
+                f"s3://{bucket}/{key}: cannot read the Parquet footer: {exc}"
+            ) from None
+        missing = missing_columns(names)
+        if missing:
+            raise IngestError(
+                f"s3://{bucket}/{key}: missing mandatory CUR column(s) {', '.join(missing)}"
+            )
+
     def fetch(item: tuple[str, str, Path]) -> None:
         bucket, key, local = item
         local.parent.mkdir(parents=True, exist_ok=True)
         try:
-            s3.download_file(bucket, key, str(local))
-        except (BotoCoreError, ClientError) as exc:
+            with (
+                s3.open_input_stream(f"{bucket}/{key}", compression=None) as remote,
+                local.open("wb") as out,
+            ):
+                while chunk := remote.read(DOWNLOAD_CHUNK):
+                    out.write(chunk)
+        except OSError as exc:
             raise IngestError(f"s3://{bucket}/{key}: cannot download: {exc}") from None
 
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(check_footer, [w for w in wanted if w[1].lower().endswith(".parquet")]))
             list(pool.map(fetch, wanted))
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -476,22 +511,32 @@ def _plan_group(local: LocalFiles, layout: Layout, files: tuple[Path, ...]) -> F
             tag_columns.append((key, header, raw_type))
         else:
             columns.setdefault(snake_case(header), (header, raw_type))
-    missing = [name for name in MANDATORY_COLUMNS if name not in columns]
+    missing = missing_columns([header for header, _ in group.layout.columns])
     if missing:
-        legacy = any("/" in header for header, _ in group.layout.columns)
-        names = [MANDATORY_COLUMNS[n] if legacy else n for n in missing]
         raise IngestError(
-            f"{local.name(files[0])}: missing mandatory CUR column(s) {', '.join(names)}"
+            f"{local.name(files[0])}: missing mandatory CUR column(s) {', '.join(missing)}"
         )
     plan = _Plan(group, columns)
     group.items.update(_focus_items(plan))
     group.items["Tags"] = _tags(plan, tag_columns)
+    group.items["ResourceName"] = _name_tag(plan, tag_columns)
     group.plan_notes.append(
         "legacy CUR columns read"
         if any("/" in h for h, _ in group.layout.columns)
         else "CUR 2.0 columns read"
     )
     return group
+
+
+def missing_columns(headers: list[str]) -> list[str]:
+    """The mandatory CUR columns `headers` lack, spelled as the file spells its columns."""
+    present = {snake_case(h) for h in headers if tag_key(h) is None}
+    legacy = any("/" in header for header in headers)
+    return [
+        MANDATORY_COLUMNS[name] if legacy else name
+        for name in MANDATORY_COLUMNS
+        if name not in present
+    ]
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -557,6 +602,9 @@ def _focus_items(plan: _Plan) -> dict[str, str]:
         WHEN {term} = 'OnDemand' THEN 'Standard'
         WHEN {term} = 'Reserved' THEN 'Committed'
         ELSE 'Other' END)"""
+    usage_amount = plan.money("line_item_usage_amount")
+    unit = plan.text("pricing_unit")
+    priced = f"{category} IN ('Usage', 'Purchase')"
     sp_arn = plan.text("savings_plan_savings_plan_a_r_n")
     ri_arn = plan.text("reservation_reservation_a_r_n")
 
@@ -600,6 +648,10 @@ def _focus_items(plan: _Plan) -> dict[str, str]:
         "ServiceCategory": _case(
             product, {code: cat for code, (_, cat) in SERVICES.items()}, "'Other'"
         ),
+        "PricingQuantity": f"(CASE WHEN {priced} THEN {usage_amount} END)",
+        "PricingUnit": f"(CASE WHEN {priced} THEN {_case(unit, UNITS, unit)} END)",
+        "ConsumedQuantity": f"(CASE WHEN {category} = 'Usage' THEN {usage_amount} END)",
+        "ConsumedUnit": f"(CASE WHEN {category} = 'Usage' THEN {_case(unit, UNITS, unit)} END)",
         "ResourceId": plan.text("line_item_resource_id"),
         "RegionId": plan.text("product_region_code")
         if plan.has("product_region_code")
@@ -648,6 +700,23 @@ def _effective_cost(plan: _Plan, line_type: str, unblended: str, ri_arn: str) ->
         WHEN 'RIFee' THEN coalesce({unused_ri}, 0)
         WHEN 'Fee' THEN (CASE WHEN {ri_arn} IS NOT NULL THEN 0 ELSE {unblended} END)
         ELSE {unblended} END)"""
+
+
+def _name_tag(plan: _Plan, tag_columns: list[tuple[str, str, str]]) -> str:
+    """The resource's `Name` tag: how the EC2 console names an instance."""
+    for key, header, raw_type in tag_columns:
+        if key == "Name":
+            return f"CAST({clean(header, raw_type, plan.group.fmt)} AS VARCHAR)"
+    if not plan.has("resource_tags"):
+        return "CAST(NULL AS VARCHAR)"
+    value = plan.raw("resource_tags")
+    if plan.columns["resource_tags"][1].startswith("MAP"):
+        return f"nullif(coalesce({value}['user_Name'], {value}['user:Name']), '')"
+    return (
+        f"(CASE WHEN json_valid({value}) THEN nullif(coalesce("
+        f"""json_extract_string({value}, '$."user_Name"'), """
+        f"""json_extract_string({value}, '$."user:Name"')), '') END)"""
+    )
 
 
 def _tags(plan: _Plan, tag_columns: list[tuple[str, str, str]]) -> str:

@@ -18,10 +18,17 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from finops.errors import IngestError
 
+if TYPE_CHECKING:
+    from pyarrow import fs as pafs
+
 _GLOB_CHARS = set("*?[")
+S3_ATTEMPTS = 10
+"""Attempts per S3 call: throttled calls back off and retry instead of failing the ingest."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +104,9 @@ class _ObjectStore:
 
 
 def _s3() -> _ObjectStore:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = boto3.client("s3")
+    s3, _ = s3_clients()
 
     def keys(bucket: str, prefix: str) -> Iterable[str]:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -162,6 +168,41 @@ def _download(
         raise IngestError(f"{uri}: no {'/'.join(suffixes)} objects found")
     ordered = tuple(sorted(files, key=lambda p: names[p]))
     return LocalFiles(uri, ordered, names, lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+
+def s3_clients(session: Any = None) -> tuple[Any, pafs.S3FileSystem]:
+    """A boto3 S3 client and a pyarrow S3FileSystem with the same identity and endpoint.
+
+    boto3 resolves both from its default chain (environment, profile, instance role;
+    `AWS_ENDPOINT_URL` for an S3-compatible store); pyarrow is handed what boto3 found,
+    since it does not read `AWS_ENDPOINT_URL` itself. Nothing is read from our own files.
+    """
+    import boto3
+    from botocore.config import Config
+    from pyarrow import fs
+
+    session = session or boto3.Session()
+    client = session.client(
+        "s3", config=Config(retries={"mode": "adaptive", "max_attempts": S3_ATTEMPTS})
+    )
+    options: dict[str, Any] = {
+        "region": client.meta.region_name or "us-east-1",
+        "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
+    }
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        options |= {
+            "access_key": frozen.access_key,
+            "secret_key": frozen.secret_key,
+            "session_token": frozen.token,
+        }
+    else:
+        options["anonymous"] = True
+    endpoint = urlparse(client.meta.endpoint_url)
+    if not (endpoint.hostname or "").endswith("amazonaws.com"):
+        options |= {"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme}
+    return client, fs.S3FileSystem(**options)
 
 
 def checksum(files: LocalFiles) -> str:

@@ -1,6 +1,6 @@
 """Hourly prices per instance type, region and purchase option, for savings estimates.
 
-Three sources so far:
+Three sources here (Google Cloud's list prices are in `gcp_prices`):
 - `observed_prices`: what the bill itself says: amortised cost per hour of usage
   (sum EffectiveCost / sum PricingQuantity of hourly usage rows) per provider, region,
   instance type and purchase option; list prices (ListUnitPrice) as `OnDemand`. Always
@@ -8,8 +8,6 @@ Three sources so far:
 - `aws_spot_prices`: EC2's spot price history (`describe_spot_price_history`): the latest
   price per region and instance type, averaged over the region's availability zones.
 - `aws_ondemand_prices`: public on-demand prices from the AWS Price List API.
-
-(Google's Cloud Catalog is still to come.)
 """
 
 from __future__ import annotations

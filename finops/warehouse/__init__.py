@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from finops.config import Config, resolve_db_path
+from finops.warehouse.anomalies import acknowledge_anomaly, store_anomalies
 from finops.warehouse.connection import connect
+from finops.warehouse.events import EventDelivery, EventIngestResult, run_event_ingest
+from finops.warehouse.fx import store_fx_rates
 from finops.warehouse.gpu import GpuDelivery, GpuIngestResult, run_gpu_ingest
 from finops.warehouse.ingest import CostDelivery, IngestResult, Overlap, PeriodStats, run_ingest
 from finops.warehouse.inventory import InventoryResult, ResourceSnapshot, run_inventory_refresh
@@ -22,6 +26,8 @@ from finops.warehouse.prices import PriceList, store_prices
 
 __all__ = [
     "CostDelivery",
+    "EventDelivery",
+    "EventIngestResult",
     "GpuDelivery",
     "GpuIngestResult",
     "IngestResult",
@@ -123,9 +129,33 @@ class Warehouse:
             self._writer_factory, read, source=source, collector=collector, uri=uri
         )
 
+    def ingest_events(
+        self, read: Callable[[], EventDelivery], *, source: str, collector: str, uri: str
+    ) -> EventIngestResult:
+        """Upsert delivery and quality events by their ids (a resent event replaces itself)."""
+        return run_event_ingest(
+            self._writer_factory, read, source=source, collector=collector, uri=uri
+        )
+
     def store_prices(self, prices: PriceList) -> int:
         """Replace a source's prices of one day."""
         return store_prices(self._writer_factory, prices)
+
+    def store_anomalies(
+        self, found: pa.Table, *, first_day: date, last_day: date, now: datetime
+    ) -> int:
+        """Upsert the anomalies detected for days [first_day, last_day] (idempotent)."""
+        return store_anomalies(
+            self._writer_factory, found, first_day=first_day, last_day=last_day, now=now
+        )
+
+    def acknowledge_anomaly(self, anomaly_id: str, *, by: str, now: datetime) -> None:
+        """Mark an anomaly acknowledged (an id or an unambiguous prefix of 6+ characters)."""
+        acknowledge_anomaly(self._writer_factory, anomaly_id, by=by, now=now)
+
+    def store_fx_rates(self, source: str, rates: pa.Table) -> int:
+        """Replace one source's FX rates."""
+        return store_fx_rates(self._writer_factory, source, rates)
 
     def query(self, sql: str, params: list[object] | None = None) -> pa.Table:
         """Run one read-only query and return its result as an Arrow table."""

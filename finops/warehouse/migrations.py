@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from finops.warehouse.events import event_tables_ddl
 from finops.warehouse.schema import GPU_SAMPLE_COLUMNS, RESOURCE_COLUMNS, cost_table_ddl
 
 
@@ -189,6 +190,70 @@ MIGRATIONS: tuple[Migration, ...] = (
                 reason VARCHAR,
                 monthly_savings DECIMAL(38,10),
                 evidence JSON
+            )
+            """,
+        ),
+    ),
+    Migration(
+        7,
+        "Delivery and quality events: deployments, changes, incidents, model evaluations, "
+        "on-call pages, framework adoption and business KPI inputs",
+        event_tables_ddl(),
+    ),
+    Migration(
+        8,
+        "Spend anomalies (open / acknowledged) and FX rates",
+        (
+            # One row per (day, team, service): detecting again updates it in place.
+            """
+            CREATE TABLE anomalies (
+                anomaly_id VARCHAR PRIMARY KEY,
+                detected_at TIMESTAMPTZ NOT NULL,
+                day DATE NOT NULL,
+                team VARCHAR NOT NULL,
+                service VARCHAR NOT NULL,
+                currency VARCHAR NOT NULL,
+                actual DECIMAL(38,10) NOT NULL,
+                baseline_mean DECIMAL(38,10) NOT NULL,
+                baseline_std DECIMAL(38,10) NOT NULL,
+                baseline_start DATE NOT NULL,
+                z DOUBLE NOT NULL,
+                drivers JSON NOT NULL,
+                state VARCHAR NOT NULL,
+                acknowledged_by VARCHAR,
+                acknowledged_at TIMESTAMPTZ,
+                UNIQUE (day, team, service)
+            )
+            """,
+            """
+            CREATE TABLE fx_rates (
+                from_currency VARCHAR NOT NULL,
+                to_currency VARCHAR NOT NULL,
+                rate_date DATE NOT NULL,
+                rate DECIMAL(38,10) NOT NULL,
+                source VARCHAR NOT NULL,
+                PRIMARY KEY (source, from_currency, to_currency, rate_date)
+            )
+            """,
+        ),
+    ),
+    Migration(
+        9,
+        "Scheduler job runs",
+        (
+            # One row per run of a scheduler job: the window it ran for (`scheduled_for`) is
+            # what lets a restarted daemon make up a missed window once, and only once.
+            """
+            CREATE TABLE job_runs (
+                job_id VARCHAR NOT NULL,
+                scheduled_for TIMESTAMPTZ NOT NULL,
+                started_at TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ,
+                status VARCHAR NOT NULL,
+                trigger VARCHAR NOT NULL,
+                detail VARCHAR,
+                error VARCHAR,
+                PRIMARY KEY (job_id, scheduled_for)
             )
             """,
         ),
