@@ -102,6 +102,36 @@ def insert_recommendations(warehouse: Warehouse, recs: list[tuple], evidence: st
             )
 
 
+ANOMALIES = [
+    # team, service, day, spend, usual spend, z
+    ("vision", "Amazon Elastic Compute Cloud", "2026-06-01", "200.00", "50.25", 4.2),
+    ("search", "Amazon Elastic Compute Cloud", "2026-06-15", "0.99", "0.10", 3.1),
+    ("vision", "Amazon Elastic Compute Cloud", "2026-03-10", "100.00", "20.00", 3.5),
+]
+
+
+def insert_anomalies(warehouse: Warehouse) -> None:
+    with warehouse.writer() as conn:
+        for team, service, day, spend, usual, z in ANOMALIES:
+            conn.execute(
+                """
+                INSERT INTO anomalies VALUES (?, ?, ?, ?, ?, 'USD', ?, ?, 1, ?, ?, '[]', 'open',
+                                              NULL, NULL)
+                """,
+                [
+                    f"{team}-{day}",
+                    GENERATED,
+                    date.fromisoformat(day),
+                    team,
+                    service,
+                    Decimal(spend),
+                    Decimal(usual),
+                    date.fromisoformat(day),
+                    z,
+                ],
+            )
+
+
 def make_deployment(root: Path) -> tuple[Warehouse, Config]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "finops.yaml").write_text(CONFIG_YAML)
@@ -118,6 +148,7 @@ def make_deployment(root: Path) -> tuple[Warehouse, Config]:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse, Config]:
     warehouse, config = make_deployment(tmp_path_factory.mktemp("deployment"))
     insert_recommendations(warehouse, RECOMMENDATIONS)
+    insert_anomalies(warehouse)
     return warehouse, config
 
 
@@ -210,7 +241,7 @@ def workbook_strings(path: Path) -> str:
 def test_chargeback_table_shows_each_team_to_the_cent_and_the_bill(q2: Path) -> None:
     page = parse_html(q2 / "finops-2026-Q2.html")
     rows = table_rows(page, "Team")
-    shown = {r[0]: r[3] for r in rows}
+    shown = {r[0]: r[5] for r in rows}
     assert shown == {
         "vision": "340.30",
         "ml-platform": "25.00",
@@ -220,7 +251,7 @@ def test_chargeback_table_shows_each_team_to_the_cent_and_the_bill(q2: Path) -> 
     }
     assert [r[0] for r in rows] == ["vision", "ml-platform", "(unallocated)", "search", "Total"]
     assert rows[0][1:3] == ["CC-1", "Research"]
-    assert rows[0][4] == "91.74%"  # 340.30 / 370.95
+    assert rows[0][3:] == ["340.30", "0.00", "340.30", "91.74%"]  # direct, shared (no rules)
 
 
 def test_chargeback_sheet_holds_the_figures_as_numbers_with_currency_formats(q2: Path) -> None:
@@ -233,21 +264,22 @@ def test_chargeback_sheet_holds_the_figures_as_numbers_with_currency_formats(q2:
     assert records[0]["Share"] == pytest.approx(91.74)
     sheet = openpyxl.load_workbook(path)["Charge-back"]
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:G5"  # the four teams; the total row stays out
-    assert sheet["E2"].number_format == '#,##0.00 "USD"'
-    assert sheet["F2"].number_format == '0.00"%"'
+    assert sheet.auto_filter.ref == "A1:H5"  # the four teams; the total row stays out
+    assert sheet["G2"].number_format == '#,##0.00 "USD"'
+    assert sheet["H2"].number_format == '0.00"%"'
     assert len(sheet._charts) == 1
 
 
 def test_chargeback_figures_are_the_analytics_figures(
     deployment: tuple[Warehouse, Config], q2: Path
 ) -> None:
-    from finops.analytics.chargeback import chargeback, parse_dimensions
+    from finops.analytics.chargeback import Allocation, allocate
 
     warehouse, config = deployment
-    dims = parse_dimensions("team", config.allocation, config.teams)
     with warehouse.reader() as conn:
-        computed = chargeback(conn, parse_period("2026-Q2"), dims, cost="effective")
+        computed = allocate(
+            conn, parse_period("2026-Q2"), Allocation.from_config(config), cost="effective"
+        )
     assert dict(zip(computed["team"].to_pylist(), computed["cost"].to_pylist(), strict=True)) == (
         Q2_BY_TEAM
     )
@@ -255,14 +287,20 @@ def test_chargeback_figures_are_the_analytics_figures(
     assert [r["Team"] for r in records[:-1]] == computed["team"].to_pylist()
 
 
-def test_tag_coverage_is_the_share_of_spend_with_a_team_tag(q2: Path) -> None:
-    # (370.95 - 4.66) / 370.95 = 98.744...%
+def test_tag_coverage_is_the_share_of_the_bill_attributed_directly(q2: Path) -> None:
+    # Direct: 370.95 - 4.66 = 366.29, 98.74%; untagged (no team key at all) 4.66, 1.26%.
     page = parse_html(q2 / "finops-2026-Q2.html")
-    assert "98.74%" in page.text
-    assert "366.29 of 370.95 USD carries a team tag" in " ".join("".join(page.text).split())
+    text = " ".join("".join(page.text).split())
+    assert "98.74%" in text
+    assert "366.29 of 370.95 USD attributed by tag or account" in text
+    assert "4.66 USD without a team tag" in text
     (coverage,) = sheet_records(q2 / "finops-2026-Q2.xlsx", "Tag coverage")
-    assert coverage["Spend with a team tag"] == 366.29
-    assert coverage["Coverage"] == 98.74
+    assert (coverage["Attributed directly"], coverage["Bill"], coverage["Coverage"]) == (
+        366.29,
+        370.95,
+        98.74,
+    )
+    assert (coverage["Without a team tag"], coverage["Untagged"]) == (4.66, 1.26)
 
 
 # --- executive summary and recommendations -------------------------------------------------
@@ -290,8 +328,8 @@ def test_savings_found_and_accepted_count_recommendations_first_made_in_the_quar
     text = " ".join("".join(parse_html(q2 / "finops-2026-Q2.html").text).split())
     assert "2,310.75 / 1,100.25 USD" in text
     assert "4 recommendation(s) first made in 2026-Q2, 2 accepted or applied" in text
-    assert "No data. Realised savings are not measured yet" not in text  # inline, not a panel
-    assert "Realised savings are not measured yet" in text
+    # r3 is applied but has no applied_at, so nothing can be measured after it yet.
+    assert "No savings realised yet: no applied recommendation has a day of spend after it" in text
 
 
 def test_top_three_actions_are_the_largest_open_or_accepted_recommendations(
@@ -316,6 +354,33 @@ def test_recommendations_list_every_state_but_dismissed_with_owner(q2: Path) -> 
         ("r5", "open", "alice", 99.99),
         ("r6", "snoozed", "bob", 10.0),
     ]
+
+
+def test_forecast_made_at_the_quarters_start_against_what_came(q2: Path) -> None:
+    # From March alone (120.00) the forecast repeats it: 360.00; actual 370.95, +3.04%.
+    text = " ".join("".join(parse_html(q2 / "finops-2026-Q2.html").text).split())
+    assert "Forecast at the start of 2026-Q2 360.00 USD actual 370.95 (+3.0%)" in text
+
+
+def test_kpis_against_their_targets(q2: Path) -> None:
+    kpis = {r["KPI"]: r for r in sheet_records(q2 / "finops-2026-Q2.xlsx", "FinOps KPIs")}
+    assert (kpis["Allocation coverage"]["Value"], kpis["Allocation coverage"]["Status"]) == (
+        98.74,
+        "green",
+    )
+    assert kpis["Untagged"]["Value"] == 1.26
+    assert kpis["Forecast variance"]["Value"] == 3.04
+    assert kpis["Idle GPU cost"]["Status"] == "n/a"  # no GPU metrics
+
+
+def test_anomalies_of_the_quarter_only(q2: Path, q2_vision: Path) -> None:
+    records = sheet_records(q2 / "finops-2026-Q2.xlsx", "Anomalies")
+    assert [(r["Team"], r["Spend"], r["Usual"]) for r in records] == [
+        ("search", 0.99, 0.10),
+        ("vision", 200.0, 50.25),
+    ]  # March's is another quarter's
+    mine = sheet_records(q2_vision / "finops-2026-Q2-vision.xlsx", "Anomalies")
+    assert [r["Team"] for r in mine] == ["vision"]
 
 
 # --- team reports ------------------------------------------------------------------------
@@ -379,9 +444,8 @@ def test_sections_without_data_show_a_no_data_panel_with_the_reason(q2: Path) ->
     assert "No data. No GPU metrics in 2026-Q2: ingest the GPUs' DCGM" in text
     assert "No data. No DORA data: deployment, change and incident events" in text
     assert "No data. No ROI figures" in text
-    assert "No data. No FinOps KPIs" in text
-    assert "No data. No anomalies" in text
-    assert html.count('class="no-data"') == 6  # the five sections and shared costs
+    assert "No data. No shared-cost rules in finops.yaml (allocation.shared)" in text
+    assert html.count('class="no-data"') == 4  # GPU, ROI, DORA; shared-cost rules
     book = openpyxl.load_workbook(q2 / "finops-2026-Q2.xlsx")
     assert book["GPU fleet"]["B2"].value is None
     assert book["GPU fleet"]["A2"].value.startswith("No data: No GPU metrics in 2026-Q2")
@@ -412,12 +476,17 @@ def test_a_period_without_bills_gives_panels_not_a_crash(
     assert [p.name for p in written] == ["finops-2025-Q3.html", "finops-2025-Q3.xlsx"]
 
 
-def test_a_warehouse_without_recommendations_says_how_to_get_them(tmp_path: Path) -> None:
+def test_a_warehouse_without_recommendations_or_anomalies_says_how_to_get_them(
+    tmp_path: Path,
+) -> None:
     warehouse, config = make_deployment(tmp_path)
     report = assemble(warehouse, config, parse_period("2026-Q2"), None, GENERATED)
     assert report.section("recommendations") == NoData(
         "No recommendations: run the policy engine (`finops recommend`) to evaluate the "
         "policy pack."
+    )
+    assert report.section("anomalies") == NoData(
+        "No anomaly detection has run on this warehouse: `finops anomalies detect` looks for them."
     )
     assert report.section("summary").top_actions == ()
 

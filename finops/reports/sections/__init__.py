@@ -10,7 +10,16 @@ panel with the reason given there. Plugging one in means replacing its entry's
 from __future__ import annotations
 
 from finops.reports.model import Section
-from finops.reports.sections import appendix, chargeback, gpu, pending, recommendations, summary
+from finops.reports.sections import (
+    anomalies,
+    appendix,
+    chargeback,
+    gpu,
+    kpis,
+    pending,
+    recommendations,
+    summary,
+)
 
 SECTIONS: tuple[Section, ...] = (
     Section(
@@ -39,8 +48,14 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section("roi", "ROI and payback", pending.ROI),
     Section("dora", "DORA four keys", pending.DORA),
-    Section("kpis", "FinOps KPIs", pending.KPIS),
-    Section("anomalies", "Anomalies", pending.ANOMALIES),
+    Section("kpis", "FinOps KPIs", kpis.collect, "sections/kpis.html", kpis.write_sheet),
+    Section(
+        "anomalies",
+        "Anomalies",
+        anomalies.collect,
+        "sections/anomalies.html",
+        anomalies.write_sheet,
+    ),
     Section(
         "appendix",
         "Appendix: method and inputs",

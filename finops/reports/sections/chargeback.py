@@ -8,7 +8,14 @@ from decimal import Decimal
 
 import altair as alt
 
-from finops.analytics.chargeback import chargeback, parse_dimensions, period_total
+from finops.analytics.chargeback import (
+    Allocation,
+    Grain,
+    allocate,
+    allocation_coverage,
+    chargeback,
+    parse_dimensions,
+)
 from finops.reports.model import NoData, ReportScope, to_cent
 from finops.reports.sections.common import for_team, no_billing
 from finops.reports.workbook import Column, ReportWorkbook
@@ -22,11 +29,13 @@ class TeamCharge:
     cost_centre: str | None
     business_unit: str | None
     currency: str
+    direct_cost: Decimal
+    shared_cost: Decimal
+    """Shared (and idle) cost the allocation rules gave the team."""
     cost: Decimal
     """Rounded to the cent by the analytics, as every format shows it."""
     share: Decimal
-    """Percent of the period's bill in this currency."""
-    rows: int
+    """Percent of the period's bill."""
 
 
 @dataclass(frozen=True)
@@ -43,29 +52,36 @@ class ServiceCharge:
     currency: str
     cost: Decimal
     share: Decimal
-    """Percent of the spend shown (the bill, or the team's spend)."""
+    """Percent of the spend shown (the bill, or the team's direct spend)."""
 
 
 @dataclass(frozen=True)
 class Total:
     currency: str
     cost: Decimal
-    """The bill (or the team's spend), exact."""
+    """The bill (or the team's allocated spend), exact."""
 
 
 @dataclass(frozen=True)
 class TagCoverage:
-    """Share of spend whose allocation tag names a team."""
+    """How the bill was attributed: directly (tag or account), by the rules, or not at all."""
 
     currency: str
-    allocated: Decimal
-    total: Decimal
+    direct: Decimal
+    bill: Decimal
+    untagged: Decimal
+    coverage_pct: float
+    """Share of the bill attributed directly, as the analytics compute it."""
+    allocated_pct: float
+    """Direct plus what the shared-cost rules split among teams."""
+    untagged_pct: float
 
-    @property
-    def coverage_pct(self) -> Decimal:
-        if not self.total:
-            return Decimal(0)
-        return to_cent(100 * self.allocated / self.total)
+
+@dataclass(frozen=True)
+class SharedRule:
+    name: str
+    split: str
+    teams: str
 
 
 @dataclass(frozen=True)
@@ -77,25 +93,19 @@ class Chargeback:
     months: tuple[MonthCharge, ...]
     services: tuple[ServiceCharge, ...]
     coverage: tuple[TagCoverage, ...] | NoData
-    shared_costs: NoData
-    """Shared-cost allocation arrives with the allocation rules of finops.analytics.chargeback."""
+    shared_rules: tuple[SharedRule, ...] | NoData
 
 
 def collect(scope: ReportScope) -> Chargeback | NoData:
-    allocation = scope.config.allocation
+    settings = scope.config.allocation
+    allocation = Allocation.from_config(scope.config)
+    basis = settings.cost_basis
 
-    def run(by: str) -> list[dict]:
-        dims = parse_dimensions(by, allocation, scope.config.teams)
-        table = chargeback(
-            scope.conn,
-            scope.period,
-            dims,
-            cost=allocation.cost_basis,
-            unallocated_label=allocation.unallocated_label,
-        )
+    def allocated(grain: Grain) -> list[dict]:
+        table = allocate(scope.conn, scope.period, allocation, by="team", grain=grain, cost=basis)
         return for_team(table, scope.team).to_pylist()
 
-    by_team = run("team")
+    by_team = allocated("period")
     if not by_team:
         return no_billing(scope)
     teams = {t.name: t for t in scope.config.teams}
@@ -105,23 +115,27 @@ def collect(scope: ReportScope) -> Chargeback | NoData:
             cost_centre=teams[row["team"]].cost_centre if row["team"] in teams else None,
             business_unit=teams[row["team"]].business_unit if row["team"] in teams else None,
             currency=row["currency"],
+            direct_cost=row["direct_cost"],
+            shared_cost=row["shared_cost"],
             cost=row["cost"],
             share=row["share"],
-            rows=row["rows"],
         )
         for row in by_team
     )
     if scope.team is None:
-        bill = period_total(scope.conn, scope.period, allocation.cost_basis)
-        totals = tuple(Total(currency, cost) for currency, cost in sorted(bill.items()))
-        unallocated = {
-            r["currency"]: r["exact_cost"]
-            for r in by_team
-            if r["team"] == allocation.unallocated_label
-        }
+        buckets = allocation_coverage(scope.conn, scope.period, allocation, cost=basis).to_pylist()
+        totals = tuple(Total(b["currency"], b["bill"]) for b in buckets)
         coverage: tuple[TagCoverage, ...] | NoData = tuple(
-            TagCoverage(t.currency, t.cost - unallocated.get(t.currency, Decimal(0)), t.cost)
-            for t in totals
+            TagCoverage(
+                currency=b["currency"],
+                direct=b["direct"],
+                bill=b["bill"],
+                untagged=b["untagged"],
+                coverage_pct=b["coverage_pct"],
+                allocated_pct=b["allocated_pct"],
+                untagged_pct=b["untagged_pct"],
+            )
+            for b in buckets
         )
     else:
         totals = tuple(Total(r["currency"], r["exact_cost"]) for r in by_team)
@@ -129,11 +143,38 @@ def collect(scope: ReportScope) -> Chargeback | NoData:
             "Tag coverage is an organisation-wide figure: untagged spend belongs to no team."
         )
     months = tuple(
-        MonthCharge(r["month"], r["team"], r["currency"], r["cost"])
-        for r in sorted(run("team,month"), key=lambda r: (r["month"], r["team"]))
+        MonthCharge(r["period"], r["team"], r["currency"], r["cost"])
+        for r in sorted(allocated("month"), key=lambda r: (r["period"], r["team"]))
     )
-    spent = {t.currency: t.cost for t in totals}
-    services = tuple(
+    return Chargeback(
+        cost_basis=basis,
+        allocation_rule=_allocation_rule(scope),
+        teams=charges,
+        totals=totals,
+        months=months,
+        services=_top_services(scope),
+        coverage=coverage,
+        shared_rules=_shared_rules(scope),
+    )
+
+
+def _top_services(scope: ReportScope) -> tuple[ServiceCharge, ...]:
+    """The largest services by direct cost (before shared costs are split)."""
+    settings = scope.config.allocation
+    by = "team,service" if scope.team else "service"
+    table = chargeback(
+        scope.conn,
+        scope.period,
+        parse_dimensions(by, settings, scope.config.teams),
+        cost=settings.cost_basis,
+        unallocated_label=settings.unallocated_label,
+    )
+    rows = for_team(table, scope.team).to_pylist()
+    spent: dict[str, Decimal] = {}
+    for r in rows:
+        spent[r["currency"]] = spent.get(r["currency"], Decimal(0)) + r["exact_cost"]
+    top = sorted(rows, key=lambda r: (r["currency"], -r["exact_cost"], r["service"]))
+    return tuple(
         ServiceCharge(
             r["service"],
             r["currency"],
@@ -142,31 +183,32 @@ def collect(scope: ReportScope) -> Chargeback | NoData:
             if spent[r["currency"]]
             else Decimal(0),
         )
-        for r in _by_service(run("team,service") if scope.team else run("service"))
+        for r in top[:TOP_SERVICES]
     )
-    return Chargeback(
-        cost_basis=allocation.cost_basis,
-        allocation_rule=_allocation_rule(scope),
-        teams=charges,
-        totals=totals,
-        months=months,
-        services=services,
-        coverage=coverage,
-        shared_costs=NoData(
-            "Shared costs are not split yet: each team is charged its directly tagged spend"
+
+
+def _shared_rules(scope: ReportScope) -> tuple[SharedRule, ...] | NoData:
+    rules = scope.config.allocation.shared
+    if not rules:
+        return NoData(
+            "No shared-cost rules in finops.yaml (allocation.shared): each team is charged its "
+            "directly attributed spend"
             + (
-                f", and untagged spend stays in {allocation.unallocated_label}."
+                f", and untagged spend stays in {scope.config.allocation.unallocated_label}."
                 if scope.team is None
                 else "."
             )
-        ),
+        )
+    return tuple(
+        SharedRule(
+            rule.name,
+            rule.split,
+            ", ".join(f"{t} {p:g}%" for t, p in rule.percentages.items())
+            or ", ".join(rule.teams)
+            or "every team",
+        )
+        for rule in rules
     )
-
-
-def _by_service(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: (r["currency"], -r["exact_cost"], r["service"]))[
-        :TOP_SERVICES
-    ]
 
 
 def _allocation_rule(scope: ReportScope) -> str:
@@ -199,9 +241,10 @@ TEAM_COLUMNS = (
     Column("cost_centre", "Cost centre"),
     Column("business_unit", "Business unit"),
     Column("currency", "Currency"),
+    Column("direct_cost", "Direct cost", "money"),
+    Column("shared_cost", "Shared cost", "money"),
     Column("cost", "Cost", "money"),
     Column("share", "Share", "pct"),
-    Column("rows", "Billing rows", "int"),
 )
 
 
@@ -242,15 +285,25 @@ def write_sheet(workbook: ReportWorkbook, data: Chargeback) -> None:
         data.services,
     )
     services.set_column(0, 0, 40)
+    if not isinstance(data.shared_rules, NoData):
+        rules = workbook.sheet("Shared-cost rules")
+        workbook.table(
+            rules,
+            (Column("name", "Rule"), Column("split", "Split"), Column("teams", "Shared by")),
+            data.shared_rules,
+        )
     if not isinstance(data.coverage, NoData):
         coverage = workbook.sheet("Tag coverage")
         workbook.table(
             coverage,
             (
                 Column("currency", "Currency"),
-                Column("allocated", "Spend with a team tag", "money"),
-                Column("total", "Spend", "money"),
+                Column("direct", "Attributed directly", "money"),
+                Column("untagged", "Without a team tag", "money"),
+                Column("bill", "Bill", "money"),
                 Column("coverage_pct", "Coverage", "pct"),
+                Column("allocated_pct", "Allocated with shared costs", "pct"),
+                Column("untagged_pct", "Untagged", "pct"),
             ),
             data.coverage,
         )

@@ -29,9 +29,3 @@ DORA = pending(
     "warehouse, so the four keys (deployment frequency, lead time for changes, change "
     "failure rate, time to restore service) cannot be computed."
 )
-KPIS = pending(
-    "No FinOps KPIs: allocation, spot and commitment coverage, effective savings rate, "
-    "forecast variance, idle share and unit cost against their targets are not computed "
-    "by this version of finops."
-)
-ANOMALIES = pending("No anomalies: this version of finops does not detect spend anomalies yet.")

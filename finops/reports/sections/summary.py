@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import altair as alt
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from finops.analytics.chargeback import chargeback, parse_dimensions
+from finops.analytics.chargeback import Allocation, allocate
+from finops.analytics.forecast import forecast_variance
 from finops.periods import Period
+from finops.policies.store import realised_savings
 from finops.reports.model import NoData, ReportScope, to_cent
 from finops.reports.sections import recommendations
 from finops.reports.sections.common import for_team, no_billing
@@ -51,24 +55,72 @@ class ExecutiveSummary:
     previous: str
     spend: tuple[SpendChange, ...]
     months: tuple[MonthSpend, ...]
-    forecast: NoData
-    """The forecast arrives with finops.analytics.forecast (see `forecast_for`)."""
+    forecast: ForecastCheck | NoData
     savings: tuple[recommendations.SavingsFound, ...]
-    realised: NoData
-    """Realised savings arrive with the policy engine (finops.policies)."""
+    realised: RealisedSavings | NoData
     top_actions: tuple[recommendations.Recommendation, ...]
 
 
-def forecast_for(scope: ReportScope) -> NoData:
-    return NoData(
-        f"No forecast for {scope.period.label}: this version of finops does not forecast spend yet."
+@dataclass(frozen=True)
+class ForecastCheck:
+    """The period's spend as forecast at its start (from the months before) and as it came."""
+
+    forecast: float
+    actual: Decimal
+    variance_pct: float | None
+    method: str
+
+
+@dataclass(frozen=True)
+class RealisedSavings:
+    """Applied recommendations: monthly savings estimated, and measured from the spend
+    before and after each change."""
+
+    applied: int
+    estimated: Decimal
+    realised: Decimal
+
+
+def forecast_for(scope: ReportScope) -> ForecastCheck | NoData:
+    rows = forecast_variance(
+        scope.conn,
+        scope.period,
+        Allocation.from_config(scope.config),
+        cost=scope.config.allocation.cost_basis,
+    ).to_pylist()
+    wanted = scope.team or "(total)"
+    chosen = next((r for r in rows if r["team"] == wanted), None)
+    if chosen is None or chosen["forecast"] is None:
+        return NoData(
+            f"No forecast for {scope.period.label}: the warehouse holds no complete month "
+            "before it to forecast from."
+        )
+    return ForecastCheck(
+        forecast=chosen["forecast"],
+        actual=chosen["actual"],
+        variance_pct=chosen["variance_pct"],
+        method=chosen["method"],
     )
 
 
-def realised_savings(scope: ReportScope) -> NoData:
-    return NoData(
-        "Realised savings are not measured yet: they need the policy engine's record of "
-        "applied recommendations and the spend after them."
+def realised_for(scope: ReportScope) -> RealisedSavings | NoData:
+    measured = realised_savings(scope.conn, scope.generated_at)
+    if scope.team is not None:
+        ids = [
+            rec_id
+            for (rec_id,) in scope.conn.execute(
+                "SELECT rec_id FROM recommendations WHERE team = ?", [scope.team]
+            ).fetchall()
+        ]
+        measured = measured.filter(pc.is_in(measured["rec_id"], pa.array(ids, pa.string())))
+    if not measured.num_rows:
+        return NoData(
+            "No savings realised yet: no applied recommendation has a day of spend after it."
+        )
+    return RealisedSavings(
+        applied=measured.num_rows,
+        estimated=sum(measured["estimated"].to_pylist(), Decimal(0)),
+        realised=sum(measured["realised"].to_pylist(), Decimal(0)),
     )
 
 
@@ -79,16 +131,16 @@ def collect(scope: ReportScope) -> ExecutiveSummary | NoData:
         scope.previous.start,
         scope.period.end,
     )
-    by = "team,month" if scope.team else "month"
-    dims = parse_dimensions(by, scope.config.allocation, scope.config.teams)
-    table = chargeback(
+    # Allocated by month (shared costs included), as the charge-back section shows them.
+    table = allocate(
         scope.conn,
         span,
-        dims,
+        Allocation.from_config(scope.config),
+        by="team",
+        grain="month",
         cost=scope.config.allocation.cost_basis,
-        unallocated_label=scope.config.allocation.unallocated_label,
     )
-    rows = for_team(table, scope.team).to_pylist()
+    rows = _by_month(for_team(table, scope.team))
     this_start = f"{scope.period.start:%Y-%m}"
     months = tuple(
         sorted(
@@ -124,11 +176,20 @@ def collect(scope: ReportScope) -> ExecutiveSummary | NoData:
         months=months,
         forecast=forecast_for(scope),
         savings=recommendations.savings_found(scope.conn, scope.period, scope.team),
-        realised=realised_savings(scope),
+        realised=realised_for(scope),
         top_actions=recommendations.top_recommendations(
             scope.conn, scope.team, states=recommendations.OPEN_STATES, limit=TOP_ACTIONS
         ),
     )
+
+
+def _by_month(table: pa.Table) -> list[dict]:
+    """Sum the teams' rows per month and currency (exact)."""
+    grouped = table.group_by(["period", "currency"]).aggregate([("exact_cost", "sum")])
+    return [
+        {"month": r["period"], "currency": r["currency"], "exact_cost": r["exact_cost_sum"]}
+        for r in grouped.to_pylist()
+    ]
 
 
 def _total(months: tuple[MonthSpend, ...], currency: str, period: str) -> Decimal:
@@ -180,10 +241,22 @@ def write_sheet(workbook: ReportWorkbook, data: ExecutiveSummary) -> None:
         rows,
     )
     below = len(rows) + 2
-    sheet.write_string(below, 0, "Forecast", workbook.format("total"))
-    sheet.write_string(below, 1, f"No data: {data.forecast.reason}")
-    sheet.write_string(below + 1, 0, "Realised savings", workbook.format("total"))
-    sheet.write_string(below + 1, 1, f"No data: {data.realised.reason}")
+    bold = workbook.format("total")
+    sheet.write_string(below, 0, "Forecast at the start", bold)
+    if isinstance(data.forecast, NoData):
+        sheet.write_string(below, 1, f"No data: {data.forecast.reason}")
+    else:
+        sheet.write_number(below, 1, data.forecast.forecast, workbook.format("money"))
+        sheet.write_string(below, 2, "variance %", bold)
+        if data.forecast.variance_pct is not None:
+            sheet.write_number(below, 3, data.forecast.variance_pct, workbook.format("pct"))
+    sheet.write_string(below + 1, 0, "Monthly savings realised", bold)
+    if isinstance(data.realised, NoData):
+        sheet.write_string(below + 1, 1, f"No data: {data.realised.reason}")
+    else:
+        sheet.write_number(below + 1, 1, float(data.realised.realised), workbook.format("money"))
+        sheet.write_string(below + 1, 2, "estimated", bold)
+        sheet.write_number(below + 1, 3, float(data.realised.estimated), workbook.format("money"))
     savings_row = below + 3
     workbook.table(
         sheet,
