@@ -132,6 +132,49 @@ def insert_anomalies(warehouse: Warehouse) -> None:
             )
 
 
+def delivery_events() -> list[dict]:
+    """2026-Q2: vision deploys to production every week (13 in 91 days: 1.00 a week) and
+    once to staging; its model earns 1,000.00; an optimisation project costs 6,000.00 and
+    saves 3,000.00 over the quarter."""
+    deploys = [
+        {
+            "kind": "deploy",
+            "deploy_id": f"v{week}",
+            "service": "detector",
+            "team": "vision",
+            "environment": "prod",
+            "result": "success",
+            "finished_at": f"{date(2026, 4, 6).toordinal() + 7 * week}",
+        }
+        for week in range(13)
+    ]
+    for d in deploys:
+        d["finished_at"] = date.fromordinal(int(d["finished_at"])).isoformat() + "T12:00:00Z"
+    staging = {**deploys[0], "deploy_id": "s1", "environment": "staging"}
+    kpis = [
+        {"kind": "kpi", "period": "2026-Q2", "team": "vision", "project": "detector",
+         "metric": "revenue_lift", "value": 1000, "currency": "USD"},
+        {"kind": "kpi", "period": "2026-Q2", "project": "idle-shutdown",
+         "metric": "engineering_cost", "value": 6000, "currency": "USD"},
+        {"kind": "kpi", "period": "2026-Q2", "project": "idle-shutdown",
+         "metric": "realised_savings", "value": 3000, "currency": "USD"},
+    ]  # fmt: skip
+    return [*deploys, staging, *kpis]
+
+
+def insert_events(warehouse: Warehouse, folder: Path) -> None:
+    import json
+
+    from finops.collectors.events import read_events
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in delivery_events()))
+    warehouse.ingest_events(
+        lambda: read_events(str(path)), source="events", collector="events", uri=str(path)
+    )
+
+
 def make_deployment(root: Path) -> tuple[Warehouse, Config]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "finops.yaml").write_text(CONFIG_YAML)
@@ -149,6 +192,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse, Con
     warehouse, config = make_deployment(tmp_path_factory.mktemp("deployment"))
     insert_recommendations(warehouse, RECOMMENDATIONS)
     insert_anomalies(warehouse)
+    insert_events(warehouse, config.base_dir / "events")
     return warehouse, config
 
 
@@ -213,8 +257,8 @@ def parse_html(path: Path) -> _Page:
 
 
 def table_rows(page: _Page, first_heading: str) -> list[list[str]]:
-    """Rows of the table whose header row starts with `first_heading` (header excluded)."""
-    (table,) = [t for t in page.tables if t and t[0] and t[0][0] == first_heading]
+    """Rows of the first table whose header row starts with `first_heading` (header excluded)."""
+    table = next(t for t in page.tables if t and t[0] and t[0][0] == first_heading)
     return table[1:]
 
 
@@ -376,11 +420,39 @@ def test_kpis_against_their_targets(q2: Path) -> None:
 def test_anomalies_of_the_quarter_only(q2: Path, q2_vision: Path) -> None:
     records = sheet_records(q2 / "finops-2026-Q2.xlsx", "Anomalies")
     assert [(r["Team"], r["Spend"], r["Usual"]) for r in records] == [
-        ("search", 0.99, 0.10),
         ("vision", 200.0, 50.25),
-    ]  # March's is another quarter's
+        ("search", 0.99, 0.10),
+    ]  # the largest rise first; March's is another quarter's
     mine = sheet_records(q2_vision / "finops-2026-Q2-vision.xlsx", "Anomalies")
     assert [r["Team"] for r in mine] == ["vision"]
+
+
+def test_dora_counts_production_deployments_per_week(q2: Path, q2_vision: Path) -> None:
+    (vision,) = sheet_records(q2 / "finops-2026-Q2.xlsx", "DORA")
+    assert (vision["Team"], vision["Deployments"], vision["Per week"]) == ("vision", 13, 1.0)
+    trend = sheet_records(q2 / "finops-2026-Q2.xlsx", "DORA trend")
+    assert [(t["Quarter"], t["Deployments"]) for t in trend] == [("2026-Q2", 13)]
+    (mine,) = sheet_records(q2_vision / "finops-2026-Q2-vision.xlsx", "DORA trend")
+    assert (mine["Team"], mine["Deployments"]) == ("vision", 13)
+
+
+def test_roi_and_payback_against_the_hurdle_rate(q2: Path, q2_vision: Path) -> None:
+    returns = {r["Project"]: r for r in sheet_records(q2 / "finops-2026-Q2.xlsx", "ROI")}
+    assert returns["detector"]["Value"] == 1000.0
+    (project,) = sheet_records(q2 / "finops-2026-Q2.xlsx", "Payback")
+    # 3,000.00 saved over the quarter's 91 days: 1,003.43 a month, 6,000.00 back in 5.98
+    # months, 200.7% a year against the 15% hurdle.
+    assert (project["Project"], project["Engineering cost"], project["Realised savings"]) == (
+        "idle-shutdown",
+        6000.0,
+        3000.0,
+    )
+    assert project["Monthly savings"] == pytest.approx(1003.43, abs=0.01)
+    assert project["Payback (months)"] == pytest.approx(5.98, abs=0.01)
+    assert project["Annual return"] == pytest.approx(200.69, abs=0.01)
+    assert project["Meets hurdle"] == "True"
+    (team,) = sheet_records(q2_vision / "finops-2026-Q2-vision.xlsx", "ROI")
+    assert (team["Project"], team["Cost"], team["Value"]) == ("vision", 340.30, 1000.0)
 
 
 # --- team reports ------------------------------------------------------------------------
@@ -442,10 +514,9 @@ def test_sections_without_data_show_a_no_data_panel_with_the_reason(q2: Path) ->
     page = parse_html(q2 / "finops-2026-Q2.html")
     text = " ".join("".join(page.text).split())
     assert "No data. No GPU metrics in 2026-Q2: ingest the GPUs' DCGM" in text
-    assert "No data. No DORA data: deployment, change and incident events" in text
-    assert "No data. No ROI figures" in text
+
     assert "No data. No shared-cost rules in finops.yaml (allocation.shared)" in text
-    assert html.count('class="no-data"') == 4  # GPU, ROI, DORA; shared-cost rules
+    assert html.count('class="no-data"') == 2  # GPU; shared-cost rules
     book = openpyxl.load_workbook(q2 / "finops-2026-Q2.xlsx")
     assert book["GPU fleet"]["B2"].value is None
     assert book["GPU fleet"]["A2"].value.startswith("No data: No GPU metrics in 2026-Q2")
@@ -599,7 +670,10 @@ def test_method_appendix_names_the_inputs(q2: Path) -> None:
     assert len(settings["Configuration hash (sha256)"]) == 64
     assert settings["Policy pack"].startswith("no policy pack at")
     sources = sheet_records(q2 / "finops-2026-Q2.xlsx", "Data sources")
-    assert [(s["Source"], s["Collector"], s["Rows"]) for s in sources] == [("aws", "focus", 9)]
+    assert [(s["Source"], s["Collector"], s["Rows"]) for s in sources] == [
+        ("aws", "focus", 9),
+        ("events", "events", 17),  # 14 deploys, 3 KPI inputs
+    ]
 
 
 # --- when the report is due --------------------------------------------------------------
@@ -674,13 +748,20 @@ def test_pdf_holds_the_chargeback_figures_page_numbers_and_header(q2_pdf: Path) 
         assert f"{team} " in chargeback_page
         assert f"{cost:,.2f}" in chargeback_page
     assert "Total 370.95" in chargeback_page
-    # Sections with figures start a page; sections without follow on the page before
-    # (GPU fleet after charge-back; ROI, DORA, KPIs and anomalies after recommendations).
+    # Sections with figures start a page; a section without (GPU fleet: no metrics) follows
+    # on the page before.
     starts = [t.splitlines()[0] for t in pages]
-    for title in ("Charge-back per team", "Recommendations", "Appendix: method and inputs"):
+    for title in (
+        "Charge-back per team",
+        "Recommendations",
+        "ROI and payback",
+        "DORA four keys",
+        "FinOps KPIs",
+        "Anomalies",
+        "Appendix: method and inputs",
+    ):
         assert title in starts
-    assert "GPU fleet" in pages[starts.index("Charge-back per team")]
-    assert "DORA four keys" not in starts
+    assert "GPU fleet" not in starts
 
 
 @pytest.mark.slow
@@ -785,14 +866,14 @@ def demo_deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse
 def test_demo_quarter_in_three_formats_shows_the_analytics_figures(
     demo_deployment: tuple[Warehouse, Config], tmp_path: Path
 ) -> None:
-    from finops.analytics.chargeback import chargeback, parse_dimensions, period_total
+    from finops.analytics.chargeback import Allocation, allocate, period_total
 
     warehouse, config = demo_deployment
     quarter = parse_period("2026-Q3")
-    dims = parse_dimensions("team", config.allocation, config.teams)
+    basis = config.allocation.cost_basis
     with warehouse.reader() as conn:
-        expected = chargeback(conn, quarter, dims, cost=config.allocation.cost_basis).to_pylist()
-        (bill,) = period_total(conn, quarter, config.allocation.cost_basis).values()
+        expected = allocate(conn, quarter, Allocation.from_config(config), cost=basis).to_pylist()
+        (bill,) = period_total(conn, quarter, basis).values()
     written = build_report(
         warehouse, config, quarter, None, ["html", "pdf", "xlsx"], tmp_path, GENERATED
     )

@@ -9,7 +9,7 @@ figures are fixed before any HTML, PDF or XLSX is written, so all three agree.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -97,10 +97,18 @@ class ReportScope:
     team: str | None
     generated_at: datetime
     inputs: ReportInputs
+    shared: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Results more than one section asks for, computed once (see `once`)."""
 
     @property
     def currency(self) -> str:
         return self.config.currency
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()`'s result, computed the first time a section asks for `key`."""
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """The report's sections, in order. Each entry names its data function, Jinja partial
 (`reports/templates/<template>`), sheet writer and charts.
 
-Sections still waiting for their analytics use `pending(...)`: they render the no-data
-panel with the reason given there. Plugging one in means replacing its entry's
-`collect=pending.X` with the new data function and adding `template=`, `write_sheet=` (and
-`charts=` if it draws any).
+A new section is a module here (a record type, `collect(scope) -> record | NoData`,
+`write_sheet`, optionally `charts`), a partial under `reports/templates/sections/`, and
+one entry below. Whenever `collect` answers NoData, the layout shows the no-data panel
+with its reason and the workbook a sheet saying so; the partial only ever sees data.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from finops.reports.sections import (
     anomalies,
     appendix,
     chargeback,
+    dora,
     gpu,
     kpis,
-    pending,
     recommendations,
+    roi,
     summary,
 )
 
@@ -46,8 +47,8 @@ SECTIONS: tuple[Section, ...] = (
         "sections/recommendations.html",
         recommendations.write_sheet,
     ),
-    Section("roi", "ROI and payback", pending.ROI),
-    Section("dora", "DORA four keys", pending.DORA),
+    Section("roi", "ROI and payback", roi.collect, "sections/roi.html", roi.write_sheet),
+    Section("dora", "DORA four keys", dora.collect, "sections/dora.html", dora.write_sheet),
     Section("kpis", "FinOps KPIs", kpis.collect, "sections/kpis.html", kpis.write_sheet),
     Section(
         "anomalies",

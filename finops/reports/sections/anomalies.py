@@ -14,6 +14,8 @@ from finops.reports.model import NoData, ReportScope
 from finops.reports.sections.common import for_team
 from finops.reports.workbook import Column, ReportWorkbook
 
+TOP = 25
+
 
 @dataclass(frozen=True)
 class Anomaly:
@@ -31,6 +33,12 @@ class Anomaly:
 @dataclass(frozen=True)
 class Anomalies:
     rows: tuple[Anomaly, ...]
+    """Every anomaly of the period, the largest rise over the usual spend first."""
+
+    @property
+    def top(self) -> tuple[Anomaly, ...]:
+        """What the HTML and PDF list; the workbook holds them all."""
+        return self.rows[:TOP]
 
 
 def collect(scope: ReportScope) -> Anomalies | NoData:
@@ -46,9 +54,9 @@ def collect(scope: ReportScope) -> Anomalies | NoData:
     if not rows:
         whose = f" for team {scope.team}" if scope.team else ""
         return NoData(f"No spend anomalies{whose} were detected in {scope.period.label}.")
-    return Anomalies(
-        tuple(Anomaly(**{k: r[k] for k in Anomaly.__dataclass_fields__}) for r in rows)
-    )
+    found = [Anomaly(**{k: r[k] for k in Anomaly.__dataclass_fields__}) for r in rows]
+    found.sort(key=lambda a: (a.baseline - a.actual, a.day, a.team, a.service))
+    return Anomalies(tuple(found))
 
 
 COLUMNS = (

@@ -10,14 +10,13 @@ import altair as alt
 
 from finops.analytics.chargeback import (
     Allocation,
-    Grain,
     allocate,
     allocation_coverage,
     chargeback,
     parse_dimensions,
 )
 from finops.reports.model import NoData, ReportScope, to_cent
-from finops.reports.sections.common import for_team, no_billing
+from finops.reports.sections.common import allocated_by_month, for_team, no_billing
 from finops.reports.workbook import Column, ReportWorkbook
 
 TOP_SERVICES = 10
@@ -101,11 +100,8 @@ def collect(scope: ReportScope) -> Chargeback | NoData:
     allocation = Allocation.from_config(scope.config)
     basis = settings.cost_basis
 
-    def allocated(grain: Grain) -> list[dict]:
-        table = allocate(scope.conn, scope.period, allocation, by="team", grain=grain, cost=basis)
-        return for_team(table, scope.team).to_pylist()
-
-    by_team = allocated("period")
+    table = allocate(scope.conn, scope.period, allocation, by="team", grain="period", cost=basis)
+    by_team = for_team(table, scope.team).to_pylist()
     if not by_team:
         return no_billing(scope)
     teams = {t.name: t for t in scope.config.teams}
@@ -142,9 +138,13 @@ def collect(scope: ReportScope) -> Chargeback | NoData:
         coverage = NoData(
             "Tag coverage is an organisation-wide figure: untagged spend belongs to no team."
         )
+    first = f"{scope.period.start:%Y-%m}"
     months = tuple(
         MonthCharge(r["period"], r["team"], r["currency"], r["cost"])
-        for r in sorted(allocated("month"), key=lambda r: (r["period"], r["team"]))
+        for r in sorted(
+            allocated_by_month(scope).to_pylist(), key=lambda r: (r["period"], r["team"])
+        )
+        if r["period"] >= first
     )
     return Chargeback(
         cost_basis=basis,

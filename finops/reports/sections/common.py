@@ -8,7 +8,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finops.analytics.chargeback import billing_months
+from finops.analytics.chargeback import Allocation, allocate, billing_months
+from finops.periods import Period
 from finops.reports.model import NoData, ReportScope
 
 
@@ -22,6 +23,29 @@ def for_team(table: pa.Table, team: str | None, column: str = "team") -> pa.Tabl
     if team is None:
         return table
     return table.filter(pc.equal(table[column], team))
+
+
+def allocated_by_month(scope: ReportScope) -> pa.Table:
+    """Allocated spend per month and team over the previous period and this one (shared
+    costs split by finops.yaml's rules), computed once for every section that shows it."""
+
+    def compute() -> pa.Table:
+        span = Period(
+            f"{scope.previous.label}..{scope.period.label}",
+            scope.period.kind,
+            scope.previous.start,
+            scope.period.end,
+        )
+        return allocate(
+            scope.conn,
+            span,
+            Allocation.from_config(scope.config),
+            by="team",
+            grain="month",
+            cost=scope.config.allocation.cost_basis,
+        )
+
+    return for_team(scope.once("allocated-by-month", compute), scope.team)
 
 
 def money(value: float | Decimal | None) -> Decimal:

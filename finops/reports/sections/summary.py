@@ -10,13 +10,12 @@ import altair as alt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finops.analytics.chargeback import Allocation, allocate
+from finops.analytics.chargeback import Allocation
 from finops.analytics.forecast import forecast_variance
-from finops.periods import Period
 from finops.policies.store import realised_savings
 from finops.reports.model import NoData, ReportScope, to_cent
 from finops.reports.sections import recommendations
-from finops.reports.sections.common import for_team, no_billing
+from finops.reports.sections.common import allocated_by_month, no_billing
 from finops.reports.workbook import Column, ReportWorkbook
 
 TOP_ACTIONS = 3
@@ -125,22 +124,7 @@ def realised_for(scope: ReportScope) -> RealisedSavings | NoData:
 
 
 def collect(scope: ReportScope) -> ExecutiveSummary | NoData:
-    span = Period(
-        f"{scope.previous.label}..{scope.period.label}",
-        scope.period.kind,
-        scope.previous.start,
-        scope.period.end,
-    )
-    # Allocated by month (shared costs included), as the charge-back section shows them.
-    table = allocate(
-        scope.conn,
-        span,
-        Allocation.from_config(scope.config),
-        by="team",
-        grain="month",
-        cost=scope.config.allocation.cost_basis,
-    )
-    rows = _by_month(for_team(table, scope.team))
+    rows = _by_month(allocated_by_month(scope))
     this_start = f"{scope.period.start:%Y-%m}"
     months = tuple(
         sorted(
