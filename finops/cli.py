@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from finops.periods import Period
     from finops.warehouse import (
         CostDelivery,
+        EventIngestResult,
         GpuDelivery,
         GpuIngestResult,
         IngestResult,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
     # What running a source gives: a cost ingest, a GPU ingest, an inventory refresh, or
     # nothing (a Prometheus source with nothing new since its last run).
-    SourceResult = IngestResult | GpuIngestResult | InventoryResult | None
+    SourceResult = IngestResult | GpuIngestResult | InventoryResult | EventIngestResult | None
 
 # Heavy modules (DuckDB, Arrow, pydantic) are imported inside the commands that use them,
 # so `finops --help` is quick and `finops agent gpu` runs on a GPU host's minimal install.
@@ -558,10 +559,12 @@ def _resolved(ctx: Context, source: SourceManifest) -> SourceManifest:
 
 
 def _rows_and_billed(result: SourceResult) -> tuple[int, Decimal | None]:
-    from finops.warehouse import GpuIngestResult, IngestResult
+    from finops.warehouse import EventIngestResult, GpuIngestResult, IngestResult
 
     if result is None:
         return 0, None
+    if isinstance(result, EventIngestResult):
+        return sum(result.stored.values()), None
     if isinstance(result, IngestResult):
         return result.rows, result.billed_cost
     if isinstance(result, GpuIngestResult):
@@ -607,6 +610,8 @@ def _run_source(ctx: Context, source: SourceManifest) -> SourceResult:
         return wh.ingest_cost(read, source=name, collector=kind, uri=uri, force=source.force)
     if kind == "billing-inventory":
         return _refresh_billing_inventory(ctx, source.days, name)
+    if kind == "events":
+        return _ingest_events(ctx, location, None, name)
     if kind == "aws-inventory":
         from finops.collectors.aws_inventory import read_aws_inventory
 
@@ -704,10 +709,17 @@ def _gpu_reader(ctx: Context, source: SourceManifest) -> Callable[[], GpuDeliver
 
 
 def _print_result(name: str, result: SourceResult) -> None:
-    from finops.warehouse import GpuIngestResult, IngestResult
+    from finops.warehouse import EventIngestResult, GpuIngestResult, IngestResult
 
     if result is None:
         console.print(f"[bold]{name}[/]: nothing new since the last run")
+    elif isinstance(result, EventIngestResult):
+        stored = ", ".join(
+            f"{result.stored[k]:,} {k} ({result.new[k]:,} new)" for k in sorted(result.stored)
+        )
+        console.print(f"[bold]{name}[/]: {stored or 'no events'} in {result.seconds:.2f} s")
+        for note in result.notes:
+            console.print(f"  note: {escape(note)}", soft_wrap=True)
     elif isinstance(result, IngestResult):
         _print_ingest(result)
     elif isinstance(result, GpuIngestResult):
@@ -846,22 +858,16 @@ def prices_refresh(
 ) -> None:
     """Store prices per instance type, region and purchase option (billing, EC2 spot, Price
     List, Google Cloud's Catalog)."""
-    from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices, observed_prices
+    from finops.collectors.prices import aws_ondemand_prices, aws_spot_prices
 
     ctx = _context(db, config)
+    _refresh_observed_prices(ctx, days)
     with ctx.warehouse.reader() as conn:
-        ((until,),) = conn.execute('SELECT max("ChargePeriodEnd") FROM cost_resolved').fetchall()
-        until = until or datetime.now(UTC)
-        observed = observed_prices(
-            conn, since=until - timedelta(days=days), until=until, as_of=until.date()
-        )
         types = conn.execute(
             """SELECT DISTINCT "x_InstanceType" FROM cost_resolved
                WHERE "ProviderName" = 'AWS' AND "x_InstanceType" IS NOT NULL
                  AND "x_InstanceType" NOT LIKE 'ml.%'"""
         ).fetchall()
-    stored = ctx.warehouse.store_prices(observed)
-    console.print(f"[bold]billing[/]: {stored:,} observed prices as of {observed.as_of}")
     if aws_spot_region:
         spot = aws_spot_prices(
             regions=aws_spot_region, instance_types=[t for (t,) in types], now=datetime.now(UTC)
@@ -881,6 +887,20 @@ def prices_refresh(
         catalog = gcp_catalog_prices(regions=gcp_catalog_region, as_of=datetime.now(UTC).date())
         stored_catalog = ctx.warehouse.store_prices(catalog)
         console.print(f"[bold]gcp-catalog[/]: {stored_catalog:,} machine and GPU type prices")
+
+
+def _refresh_observed_prices(ctx: Context, days: int) -> None:
+    """Store the hourly prices billing shows for the last `days` of billed usage."""
+    from finops.collectors.prices import observed_prices
+
+    with ctx.warehouse.reader() as conn:
+        ((until,),) = conn.execute('SELECT max("ChargePeriodEnd") FROM cost_resolved').fetchall()
+        until = until or datetime.now(UTC)
+        observed = observed_prices(
+            conn, since=until - timedelta(days=days), until=until, as_of=until.date()
+        )
+    stored = ctx.warehouse.store_prices(observed)
+    console.print(f"[bold]billing[/]: {stored:,} observed prices as of {observed.as_of}")
 
 
 @app.command("gpu")
@@ -1291,7 +1311,8 @@ def demo(
     from finops.analytics.gpu import GpuAttribution, gpu_usage
     from finops.collectors.dcgm import read_openmetrics
     from finops.collectors.nvidia_smi import read_nvidia_smi
-    from finops.periods import parse_period
+    from finops.demo_delivery import generate_delivery
+    from finops.periods import add_months, parse_period
 
     ctx = _context(db, config)
     last = parse_period(end_month).start if end_month else None
@@ -1323,7 +1344,13 @@ def demo(
             uri=logs,
         )
     )
+    delivery = generate_delivery(data_dir / "delivery", months=files.months, seed=seed)
+    _print_result("events", _ingest_events(ctx, str(delivery.root), None, "events"))
+    _refresh_observed_prices(ctx, days=30)
     quarter = _last_full_quarter(ctx, files.months[-1])
+    # The demo's clock: the day after its last month, so its windows hold data whatever today is.
+    now = datetime.combine(add_months(files.months[-1], 1), datetime.min.time(), UTC)
+    _demo_insights(ctx, quarter, now)
     dims = parse_dimensions("team", ctx.config.allocation, ctx.config.teams)
     with ctx.warehouse.reader() as conn:
         table = chargeback(
@@ -1344,6 +1371,36 @@ def demo(
         fleet = gpu_usage(conn, last_month, "cluster", attribution)
     emit(fleet, OutputFormat.table, title=f"GPU fleet by cluster, {last_month.label}")
     console.print(f"warehouse: {ctx.warehouse.path}; next: `finops app` to explore it")
+
+
+def _demo_insights(ctx: Context, quarter: Period, now: datetime) -> None:
+    """What the scheduler would have found on the demo: anomalies and recommendations."""
+    from finops.analytics.anomalies import detect_anomalies
+    from finops.analytics.chargeback import Allocation
+    from finops.policies import engine
+    from finops.policies.store import list_recommendations
+
+    last_day = quarter.end - timedelta(days=1)
+    with ctx.warehouse.reader() as conn:
+        found = detect_anomalies(
+            conn, quarter.start, last_day, Allocation.from_config(ctx.config), min_increase=1000.0
+        )
+    stored = ctx.warehouse.store_anomalies(
+        found, first_day=quarter.start, last_day=last_day, now=now
+    )
+    console.print(f"[bold]anomalies[/]: {stored} in {quarter.label}")
+    evaluations, _ = engine.run(ctx.warehouse, ctx.config, now)
+    found_count = sum(len(e.findings) for e in evaluations)
+    console.print(
+        f"[bold]policies[/]: {found_count} recommendations from {len(evaluations)} policies"
+    )
+    with ctx.warehouse.reader() as conn:
+        top = list_recommendations(conn).slice(0, 8)
+    emit(
+        top.select(["rec_id", "policy", "resource_name", "team", "monthly_savings", "risk"]),
+        OutputFormat.table,
+        title="Top recommendations (monthly savings)",
+    )
 
 
 def _last_full_quarter(ctx: Context, last_month: date) -> Period:
@@ -1685,22 +1742,19 @@ def ingest_events(
     config: ConfigOption = None,
 ) -> None:
     """Load delivery and quality events (deploys, changes, incidents, ...), upserted by id."""
+    _print_result(source, _ingest_events(_context(db, config), location, kind, source))
+
+
+def _ingest_events(ctx: Context, location: str, kind: str | None, source: str) -> EventIngestResult:
     from finops.collectors.events import Fiscal, read_events
 
-    ctx = _context(db, config)
     fiscal = Fiscal(ctx.config.fiscal_year_start_month, ctx.config.fiscal_year_label)
-    result = ctx.warehouse.ingest_events(
+    return ctx.warehouse.ingest_events(
         lambda: read_events(location, kind=kind, time_zone=ctx.config.time_zone, fiscal=fiscal),
         source=source,
         collector="events",
         uri=location,
     )
-    stored = ", ".join(
-        f"{result.stored[k]:,} {k} ({result.new[k]:,} new)" for k in sorted(result.stored)
-    )
-    console.print(f"[bold]{source}[/]: {stored or 'no events'} in {result.seconds:.2f} s")
-    for note in result.notes:
-        console.print(f"  note: {escape(note)}", soft_wrap=True)
 
 
 def _quarters(ctx: Context, period: str) -> list[Period]:
@@ -2148,6 +2202,308 @@ def fx_load(db: DbOption = None, config: ConfigOption = None) -> None:
             }
         )
         console.print(f"{path}: {ctx.warehouse.store_fx_rates(str(path), table)} rate(s)")
+
+
+# --- actions: apply, warned stops, restores and the audit log ------------------------------
+
+actions_app = typer.Typer(
+    help="Warned stops, snoozes and off-hours restores.", no_args_is_help=True
+)
+audit_app = typer.Typer(
+    help="The audit log of every action taken or considered.", no_args_is_help=True
+)
+app.add_typer(actions_app, name="actions")
+app.add_typer(audit_app, name="audit")
+
+ApplyOption = Annotated[
+    bool,
+    typer.Option(
+        "--apply/--dry-run",
+        help="Act (--apply), or only show what would happen (--dry-run, the default).",
+    ),
+]
+
+
+def _actions(ctx: Context, trigger: str) -> Any:
+    """The action runner as the person at this terminal (FINOPS_ACTOR, else the login name)."""
+    import getpass
+
+    from finops.actions.runner import Actions
+
+    actor = os.environ.get("FINOPS_ACTOR") or getpass.getuser()
+    return Actions(ctx.warehouse, ctx.config, actor=actor, trigger=trigger)
+
+
+def _duration(text: str) -> timedelta | None:
+    """`30m`, `8h` or `2d` as a span; None for anything else."""
+    import re
+
+    if match := re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", text):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return timedelta(**{unit: int(match.group(1))})
+    return None
+
+
+def _moment(text: str, ctx: Context) -> datetime:
+    """A date/time, in finops.yaml's time zone unless it names its own."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FinopsError(
+            f"{text!r} is not a time: use 8h, 30m, 2d or a date/time like 2026-06-02T09:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=ctx.config.tz)
+
+
+def _print_run(report: Any, fmt: OutputFormat, title: str) -> None:
+    import pyarrow as pa
+
+    rows = [
+        {
+            "recommendation": o.rec_id,
+            "policy": o.policy,
+            "resource_type": o.target.resource_type if o.target else None,
+            "resource": o.target.resource_id if o.target else None,
+            "region": (o.target.zone or o.target.region) if o.target else None,
+            "action": o.action,
+            "result": o.result,
+            "reason": o.reason,
+        }
+        for o in report.outcomes
+    ]
+    names = [
+        "recommendation",
+        "policy",
+        "resource_type",
+        "resource",
+        "region",
+        "action",
+        "result",
+        "reason",
+    ]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in names]))
+    emit(table, fmt, title=title)
+    if fmt is OutputFormat.table:
+        mode = f"[yellow]{escape(report.why_dry)}[/]" if report.dry_run else "[green]applied[/]"
+        counts: dict[str, int] = {}
+        for outcome in report.outcomes:
+            counts[outcome.result] = counts.get(outcome.result, 0) + 1
+        summary = ", ".join(f"{n} {r}" for r, n in counts.items()) or "nothing to act on"
+        console.print(f"{mode}: {summary}", soft_wrap=True)
+        if report.refused:
+            console.print(f"[red]refused[/]: {escape(report.refused)}", soft_wrap=True)
+
+
+@app.command("apply")
+def apply_command(
+    policy: Annotated[str | None, typer.Option(help="Only this policy's recommendations.")] = None,
+    act: ApplyOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Act on accepted recommendations and on policies in `mode: auto` (a dry run unless --apply).
+
+    Every target is checked first: policy exclusions, the protection tag, a re-check of
+    its newest GPU samples, its live state, and the blast-radius caps. The kill switch
+    (actions.enabled: false, or FINOPS_ACTIONS=off) turns --apply into a dry run.
+    """
+    from finops.scheduler import policy_guards
+
+    ctx = _context(db, config)
+    runner = _actions(ctx, "finops apply")
+    guards = policy_guards(ctx.warehouse, ctx.config, runner.actor)
+    report = runner.apply(
+        datetime.now(UTC),
+        dry_run=not act,
+        policy=policy,
+        exclusions=guards.exclusions,
+        on_applied=guards.on_applied,
+    )
+    _print_run(report, fmt, "What would happen" if report.dry_run else "What happened")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@actions_app.command("warn")
+def actions_warn(
+    policy: Annotated[str | None, typer.Option(help="Only this policy's recommendations.")] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Post warnings (actions.webhook_url) and schedule stops actions.warn_lead_time from now."""
+    ctx = _context(db, config)
+    from finops.actions.warn_then_act import schedule_stops
+
+    report = schedule_stops(_actions(ctx, "finops actions warn"), datetime.now(UTC), policy=policy)
+    for stop in report.scheduled:
+        console.print(
+            f"warned: {stop.action_id} will {stop.action} {escape(stop.subject)} at "
+            f"{stop.act_at.astimezone(ctx.config.tz):%Y-%m-%d %H:%M %Z}",
+            soft_wrap=True,
+        )
+    for rec_id, why in report.refused:
+        errors.print(f"[yellow]not scheduled[/]: {rec_id}: {escape(why)}", soft_wrap=True)
+    if not report.scheduled and not report.refused:
+        console.print("nothing new to warn about")
+
+
+@actions_app.command("run-due")
+def actions_run_due(
+    act: ApplyOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Act on warned stops whose time has come (unless snoozed or no longer actionable)."""
+    ctx = _context(db, config)
+    from finops.actions.warn_then_act import act_on_due
+    from finops.scheduler import policy_guards
+
+    runner = _actions(ctx, "finops actions run-due")
+    guards = policy_guards(ctx.warehouse, ctx.config, runner.actor)
+    report, closed = act_on_due(
+        runner,
+        datetime.now(UTC),
+        dry_run=not act,
+        exclusions=guards.exclusions,
+        on_applied=guards.on_applied,
+    )
+    _print_run(report, fmt, "Due stops")
+    for stop in closed:
+        console.print(
+            f"{stop.action_id}: {stop.state}, {escape(stop.outcome or '')}", soft_wrap=True
+        )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@actions_app.command("pending")
+def actions_pending(
+    db: DbOption = None, config: ConfigOption = None, fmt: FormatOption = OutputFormat.table
+) -> None:
+    """Warned stops waiting for their time, and snoozes still in force."""
+    import pyarrow as pa
+
+    ctx = _context(db, config)
+    from finops.actions.warn_then_act import pending
+
+    stops = pending(_actions(ctx, "finops actions pending"), datetime.now(UTC))
+    rows = [
+        {
+            "id": s.action_id,
+            "recommendation": s.rec_id,
+            "policy": s.policy,
+            "action": s.action,
+            "subject": s.subject,
+            "owner": s.owner,
+            "act_at": s.act_at,
+            "state": s.state,
+            "snoozed_until": s.snoozed_until,
+        }
+        for s in stops
+    ]
+    schema = pa.schema(
+        [
+            *[
+                (n, pa.string())
+                for n in ("id", "recommendation", "policy", "action", "subject", "owner")
+            ],
+            ("act_at", pa.timestamp("us", tz="UTC")),
+            ("state", pa.string()),
+            ("snoozed_until", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    emit(pa.Table.from_pylist(rows, schema=schema), fmt, title="Pending stops")
+
+
+@actions_app.command("snooze")
+def actions_snooze(
+    ident: Annotated[str, typer.Argument(help="A scheduled action id, or a recommendation id.")],
+    until: Annotated[str, typer.Option(help="8h, 30m, 2d from now, or a date/time.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Cancel a warned stop until a time."""
+    ctx = _context(db, config)
+    from finops.actions.warn_then_act import snooze
+
+    now = datetime.now(UTC)
+    span = _duration(until)
+    moment = now + span if span else _moment(until, ctx)
+    for stop in snooze(_actions(ctx, "finops actions snooze"), ident, moment, now):
+        console.print(
+            f"snoozed {stop.action_id} ({escape(stop.subject)}) until "
+            f"{stop.snoozed_until.astimezone(ctx.config.tz):%Y-%m-%d %H:%M %Z}",
+            soft_wrap=True,
+        )
+
+
+@actions_app.command("restore")
+def actions_restore(
+    policy: Annotated[str, typer.Option(help="The policy whose stops to give back.")],
+    act: ApplyOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Start what a policy's runs stopped, with the capacity each had (nothing else)."""
+    ctx = _context(db, config)
+    report = _actions(ctx, "finops actions restore").restore(
+        datetime.now(UTC), policy=policy, dry_run=not act
+    )
+    _print_run(report, fmt, f"Restore of {policy}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Check the audit log's hash chain and mirror; list intents that never got an outcome."""
+    ctx = _context(db, config)
+    from finops.actions.audit import AuditLog
+
+    result = AuditLog.from_config(ctx.config, ctx.warehouse).verify()
+    for problem in result.problems:
+        console.print(f"[red]tampered[/]: {escape(problem)}", soft_wrap=True)
+    for intent in result.open_intents:
+        console.print(
+            f"[yellow]no outcome[/]: entry {intent['seq']} ({intent['action']} "
+            f"{escape(str(intent['resource_id']))}, {_cell(intent['occurred_at'])} UTC): "
+            "the cloud call may or may not have happened; check the resource",
+            soft_wrap=True,
+        )
+    verdict = "intact" if result.intact else "NOT intact"
+    console.print(
+        f"audit log {verdict}: {result.entries} entries, {len(result.problems)} problem(s), "
+        f"{len(result.open_intents)} intent(s) without an outcome"
+    )
+    if not result.intact:
+        raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(
+    since: Annotated[
+        str | None, typer.Option(help="From this time on: 7d, 8h back, or a date/time.")
+    ] = None,
+    resource: Annotated[str | None, typer.Option(help="Only this resource id.")] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Audit entries, oldest first."""
+    ctx = _context(db, config)
+    from finops.actions.audit import AuditLog
+
+    start = None
+    if since is not None:
+        span = _duration(since)
+        start = datetime.now(UTC) - span if span else _moment(since, ctx)
+    table = AuditLog.from_config(ctx.config, ctx.warehouse).find(since=start, resource_id=resource)
+    if fmt is OutputFormat.table:
+        table = table.drop_columns(["before_state", "after_state"])
+    emit(table, fmt, title="Audit log")
 
 
 @app.command("report")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -297,6 +298,57 @@ class KpiTargets(_Section):
     """No default: what a GPU-hour should cost depends on the fleet."""
 
 
+class ActionSettings(_Section):
+    """How finops acts on recommendations: the kill switch, safety limits, warnings, audit."""
+
+    enabled: bool = True
+    """False turns every action into a dry run (so does the environment's FINOPS_ACTIONS=off)."""
+    protect_tag: str = "finops:protect"
+    protect_value: str = "true"
+    """A resource whose tag `protect_tag` equals `protect_value` (any case) is never touched."""
+    protect_label: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")] = "finops-protect"
+    """The same for Google Cloud, whose label keys cannot hold ':'."""
+    warn_lead_time: timedelta = timedelta(hours=1)
+    """How long before a scheduled stop its warning goes out (time to snooze it)."""
+    max_resources_per_run: Annotated[int, Field(ge=0)] = 20
+    max_scope_percent: Annotated[float, Field(ge=0, le=100)] = 50.0
+    """Blast radius: a run that would act on more resources, or on more of one policy's
+    scope, acts on nothing and says so."""
+    max_sample_age: timedelta = timedelta(minutes=30)
+    """GPU samples older than this cannot vouch that a cluster is still idle: skip it."""
+    recheck_window: timedelta = timedelta(minutes=15)
+    """The newest samples re-read before acting: those this close to the newest one."""
+    act_without_samples: bool = False
+    """Act on a resource with no GPU samples at all (a CPU-only off-hours stop); off by default."""
+    webhook_url: SecretStr | None = None
+    """Slack-compatible incoming webhook for warnings; may be `${ENV_VAR}` (read when sent)."""
+    audit_mirror: Path | None = None
+    """JSON-lines copy of the audit log (default: audit.jsonl beside the warehouse file)."""
+    retry_attempts: Annotated[int, Field(ge=1)] = 5
+    retry_backoff_s: Annotated[float, Field(ge=0)] = 1.0
+    """A throttled or unavailable cloud call is tried this many times, waiting backoff x 2^n."""
+    operation_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    """How long to wait for a Google Cloud operation to finish."""
+
+    @field_validator("warn_lead_time", "max_sample_age", "recheck_window", mode="before")
+    @classmethod
+    def _short_duration(cls, value: Any) -> Any:
+        """Durations may be written `90s`, `30m`, `1h` or `2d` as well as ISO 8601."""
+        if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)):
+            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+            return timedelta(**{unit: int(match.group(1))})
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_is_a_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(
+            r"^(https?://\S+|\$\{\w+\})$", value.get_secret_value()
+        ):
+            raise ValueError("expected an http(s) URL or an ${ENV_VAR} reference")
+        return value
+
+
 class Config(_Section):
     organisation: str = "My organisation"
     currency: str = "USD"
@@ -317,6 +369,8 @@ class Config(_Section):
     budgets: BudgetSettings = BudgetSettings()
     fx: FxSettings = FxSettings()
     kpi_targets: KpiTargets = KpiTargets()
+
+    actions: ActionSettings = ActionSettings()
 
     source_file: Path | None = Field(default=None, exclude=True)
     """The finops.yaml these settings came from; None when only defaults apply."""
@@ -459,6 +513,7 @@ SourceKind = Literal[
     "prometheus",
     "nvidia-smi",
     "gpu-spool",
+    "events",
 ]
 
 

@@ -17,6 +17,7 @@ its record says so.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -277,4 +278,119 @@ def build_jobs(config: Config, warehouse: Warehouse) -> list[JobSpec]:
                 evaluate,
             )
         )
+    jobs.extend(_action_jobs(config, warehouse))
     return jobs
+
+
+ACTION_CADENCE: dict[str, str] = {
+    "actions:warn": "*/15 * * * *",
+    "actions:run-due": "*/5 * * * *",
+    "actions:offhours": "*/10 * * * *",
+}
+"""How often the action jobs look: each compares what should be with what is, so a run
+that comes late (or after a restart) still converges."""
+
+
+def _action_jobs(config: Config, warehouse: Warehouse) -> list[JobSpec]:
+    """Warn-then-act for one-off stops (idle clusters), and off-hours schedules."""
+    from finops.actions.runner import Actions
+    from finops.actions.warn_then_act import act_on_due, schedule_stops
+
+    def runner(trigger: str) -> Actions:
+        return Actions(warehouse, config, actor="scheduler", trigger=trigger)
+
+    def warn(window: datetime) -> str:
+        report = schedule_stops(runner("scheduler: warn"), window, kinds=ONE_OFF_KINDS)
+        return f"{len(report.scheduled)} warned, {len(report.refused)} not scheduled"
+
+    def run_due(window: datetime) -> str:
+        guards = policy_guards(warehouse, config, "scheduler")
+        report, closed = act_on_due(
+            runner("scheduler: due stops"),
+            window,
+            exclusions=guards.exclusions,
+            on_applied=guards.on_applied,
+        )
+        return f"{len(report.outcomes)} outcomes, {len(closed)} stops closed"
+
+    def offhours(window: datetime) -> str:
+        return converge_offhours(runner("scheduler: off-hours"), config, window)
+
+    described = {
+        "actions:warn": (warn, "warn before stopping accepted and auto idle-cluster stops"),
+        "actions:run-due": (run_due, "stop what was warned about, unless snoozed"),
+        "actions:offhours": (offhours, "converge clusters to their off-hours schedules"),
+    }
+    return [
+        JobSpec(job_id, what, ACTION_CADENCE[job_id], config.time_zone, run)
+        for job_id, (run, what) in described.items()
+    ]
+
+
+ONE_OFF_KINDS = ("idle-cluster",)
+"""Kinds whose stop is done once (warned first); off-hours stops recur on a schedule."""
+
+
+def converge_offhours(actions: Any, config: Config, now: datetime) -> str:
+    """Stop each accepted (or auto) off-hours cluster outside its schedule and start what
+    finops stopped inside it; a cluster already where it should be is left alone."""
+    from finops.policies.calendar import WorkCalendar
+    from finops.policies.kinds.offhours import Schedule
+
+    recs = actions.actionable(now, kinds=("offhours",))
+    if not recs:
+        return "no off-hours schedule in force"
+    ids = [rec.rec_id for rec in recs]
+    with actions.warehouse.reader() as conn:
+        rows = conn.execute(
+            """
+            SELECT r.rec_id, json_extract(r.evidence, '$.schedule')::VARCHAR,
+                   count(m.memory_id) FILTER (WHERE m.restored_at IS NULL)
+            FROM recommendations r LEFT JOIN action_memory m USING (rec_id)
+            WHERE list_contains(?, r.rec_id) GROUP BY ALL
+            """,
+            [ids],
+        ).fetchall()
+    calendar = WorkCalendar.from_config(config)
+    holidays = set(
+        calendar.holidays_between(now.date() - timedelta(days=1), now.date() + timedelta(days=1))
+    )
+    guards = policy_guards(actions.warehouse, config, actions.actor)
+    done = []
+    for rec_id, schedule_json, held in rows:
+        rec = next(r for r in recs if r.rec_id == rec_id)
+        desired, why = Schedule.from_json(json.loads(schedule_json)).desired_state(now, holidays)
+        if desired == "stopped" and not held:
+            report = actions.apply(
+                now, dry_run=False, rec_ids=[rec_id], exclusions=guards.exclusions
+            )
+            done.append(f"{rec.cluster}: stop ({why}): {len(report.outcomes)} outcomes")
+        elif desired == "running" and held:
+            report = actions.restore(now, policy=rec.policy, rec_ids=[rec_id])
+            done.append(f"{rec.cluster}: start ({why}): {len(report.outcomes)} outcomes")
+    return "; ".join(done) or "every cluster as its schedule wants"
+
+
+@dataclass(frozen=True)
+class PolicyGuards:
+    """What the policy pack tells the action runner: what it excludes, and how to record
+    that a recommendation was carried out (the policy engine's state API)."""
+
+    exclusions: frozenset[str]
+    on_applied: Callable[[str, datetime], None]
+
+
+def policy_guards(warehouse: Warehouse, config: Config, actor: str) -> PolicyGuards:
+    from finops.policies import engine, load_policies
+    from finops.policies.store import change_state
+
+    excluded: set[str] = set()
+    for loaded in load_policies([engine.policy_folder(config)]):
+        exclude = loaded.policy.scope.exclude
+        excluded.update(exclude.resources)
+        excluded.update(exclude.clusters)
+
+    def applied(rec_id: str, at: datetime) -> None:
+        change_state(warehouse, rec_id, "applied", actor=actor, now=at)
+
+    return PolicyGuards(frozenset(excluded), applied)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from finops.warehouse import Warehouse
+
+REPO = Path(__file__).resolve().parents[1]
 
 BASE_ROW: dict[str, str] = {
     "BillingAccountId": "012345678901",
@@ -131,3 +138,50 @@ def total_billed(warehouse: Warehouse) -> Callable[..., Decimal]:
         return table.column("t")[0].as_py()
 
     return total
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """`finops demo` run once per test session, as a user runs it, in its own folder."""
+
+    folder: Path
+    output: str
+    months: tuple[str, ...]
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.folder / ".finops" / "warehouse.duckdb")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / ".finops" / "demo"
+
+
+DEMO_MONTHS = ("2026-07", "2026-08", "2026-09")
+"""The shared demo's months: one quarter (2026-Q3 under the repository's finops.yaml)."""
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The demo organisation generated and ingested by the real `finops demo` command, with
+    the repository's finops.yaml and policy pack, for tests that need the whole story."""
+    folder = tmp_path_factory.mktemp("demo-run")
+    (folder / "finops.yaml").write_text((REPO / "finops.yaml").read_text())
+    shutil.copytree(REPO / "policies", folder / "policies")
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("finops")),
+            "demo",
+            "--months",
+            str(len(DEMO_MONTHS)),
+            "--end-month",
+            DEMO_MONTHS[-1],
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    return DemoRun(folder, result.stdout, DEMO_MONTHS)

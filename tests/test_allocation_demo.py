@@ -7,37 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from finops import demo as demo_data
 from finops.analytics.chargeback import Allocation, allocate, allocation_coverage, period_total
-from finops.collectors import focus
-from finops.collectors.dcgm import read_openmetrics
 from finops.config import load_config
 from finops.periods import parse_period
 from finops.warehouse import Warehouse
+from tests.conftest import DemoRun
 
 REPO = Path(__file__).resolve().parents[1]
 MONTHS = ("2026-07", "2026-08", "2026-09")
 
 
 @pytest.fixture(scope="module")
-def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    root = tmp_path_factory.mktemp("demo")
-    files = demo_data.generate(
-        root / "data", seed=7, months=3, end_month=parse_period(MONTHS[-1]).start
-    )
-    warehouse = Warehouse(root / "warehouse.duckdb")
-    for path in (files.aws_dir, files.gcp_dir):
-        warehouse.ingest_cost(
-            lambda path=path: focus.read_focus(str(path)),
-            source=path.name,
-            collector="focus",
-            uri=str(path),
-        )
-    metrics = str(files.gpu_openmetrics_dir)
-    warehouse.ingest_gpu(
-        lambda: read_openmetrics(metrics), source="dcgm", collector="openmetrics", uri=metrics
-    )
-    return warehouse
+def demo_warehouse(demo_run: DemoRun) -> Warehouse:
+    assert demo_run.months == MONTHS
+    return demo_run.warehouse
 
 
 @pytest.mark.slow

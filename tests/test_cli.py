@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import JUNE_ROWS, MAY_ROWS, write_csv, write_parquet
+from tests.conftest import JUNE_ROWS, MAY_ROWS, DemoRun, write_csv, write_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 FINOPS = Path(sys.executable).with_name("finops")
@@ -226,10 +226,11 @@ def test_status_shows_rows_per_source_and_month(deployment: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_ingests_everything_it_generated_with_the_restatement_applied(tmp_path: Path) -> None:
-    (tmp_path / "finops.yaml").write_text((REPO / "finops.yaml").read_text())
-    out = finops("demo", "--months", "6", "--end-month", "2026-09", cwd=tmp_path).stdout
-    assert "Spend by team, 2026-Q3" in out
+def test_demo_ingests_everything_it_generated_with_the_restatement_applied(
+    demo_run: DemoRun,
+) -> None:
+    tmp_path = demo_run.folder
+    assert "Spend by team, 2026-Q3" in demo_run.output
 
     import duckdb
 
@@ -243,7 +244,7 @@ def test_demo_ingests_everything_it_generated_with_the_restatement_applied(tmp_p
         for manifest in sorted(export.glob("metadata/*/*-Manifest.json"))
         for listed in json.loads(manifest.read_text())["dataFiles"]
     ]
-    assert len(current) == 6
+    assert len(current) == len(demo_run.months)
     with duckdb.connect() as conn:
         (aws,) = conn.execute(
             "SELECT sum(CAST(line_item_unblended_cost AS DECIMAL(38,10))) FROM read_parquet(?)",

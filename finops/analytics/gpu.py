@@ -10,8 +10,10 @@ on -> its cluster and team -> the instance's cost in that hour (from `cost_resol
   (`gpu.cluster_tag_keys`, in order). Team: the allocation tag of the instance's billing
   row (`allocation.tag_key` and aliases); on a shared cluster whose pods name a team
   namespace, each namespace's share of the GPU-hour goes to that team.
-- Cost of a GPU-hour: the instance's usage charges spread evenly over their charge period,
-  taken for that hour, divided by the instance's GPUs reporting that hour.
+- Cost of a GPU-hour: the instance's usage charges for that hour, divided by the
+  instance's GPUs reporting that hour. A charge in instance-hours (a day's row billing the
+  9 hours a dev node ran) costs its amount / its hours for each hour in its period; any
+  other charge is spread evenly over its charge period.
 - Idle GPU-hour: one whose mean utilisation (GR_ENGINE_ACTIVE x 100 where present, else
   GPU_UTIL) is under `gpu.idle_threshold_pct`, decided when the hour was rolled up.
 
@@ -167,9 +169,15 @@ def gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, lis
         charges AS (
             SELECT c."ResourceId" AS rid, c."ChargePeriodStart" AS starts,
                    c."ChargePeriodEnd" AS ends, c."x_TagSetId" AS tag_set_id,
-                   CAST(c."EffectiveCost" AS DOUBLE) * 3600
-                       / greatest(epoch(c."ChargePeriodEnd") - epoch(c."ChargePeriodStart"), 1)
-                       AS per_hour
+                   -- A row billing the hours an instance ran (a dev node's 9 hours of a
+                   -- day) costs that per hour it ran; any other charge is spread evenly.
+                   CASE WHEN c."PricingUnit" = 'Hours' AND c."PricingQuantity" > 0
+                         AND c."PricingQuantity" * 3600
+                             <= epoch(c."ChargePeriodEnd") - epoch(c."ChargePeriodStart") + 1
+                        THEN CAST(c."EffectiveCost" AS DOUBLE) / CAST(c."PricingQuantity" AS DOUBLE)
+                        ELSE CAST(c."EffectiveCost" AS DOUBLE) * 3600
+                             / greatest(epoch(c."ChargePeriodEnd") - epoch(c."ChargePeriodStart"), 1)
+                   END AS per_hour
             FROM cost_resolved c
             WHERE c."ChargeCategory" = 'Usage'
               AND c."ResourceId" IN (SELECT rid FROM hours)

@@ -74,6 +74,13 @@ def evaluate(
                     passed_over.append(f"{decision.finding.resource_id}: {why_not}")
                 else:
                     findings.append(decision.finding)
+            # How many candidates the policy's scope holds: the action runner's
+            # percentage cap (at most P% of a policy's scope per run) reads it.
+            in_scope = len(findings) + sum(
+                1 for r in passed_over if ": outside" not in r and ": excluded" not in r
+            )
+            for finding in findings:
+                finding.evidence["scope_size"] = in_scope
             results.append(Evaluation(loaded, findings, passed_over))
     return results
 

@@ -100,11 +100,19 @@ _GROUP_TYPES = frozenset({"asg", "eks-nodegroup", "gke-nodepool"})
 
 
 def _target_type(provider: str, resource_type: str, resource_id: str) -> str | None:
+    """What kind of target a resource is, by its inventory type or, where billing gave no
+    type, by the shape of its id."""
     if resource_type in _TARGET_TYPES:
         return _TARGET_TYPES[resource_type]
-    if resource_type == "Instance" and provider == "AWS" and resource_id.startswith("i-"):
+    if provider == "AWS" and resource_id.startswith("i-"):
         return "ec2-instance"
-    if resource_type == "Instance" and "/zones/" in resource_id:
+    if ":notebook-instance/" in resource_id:
+        return "sagemaker-notebook"
+    if resource_id.startswith("arn:aws:autoscaling:"):
+        return "asg"
+    if ":nodegroup/" in resource_id:
+        return "eks-nodegroup"
+    if "/zones/" in resource_id and "/instances/" in resource_id:
         return "gce-instance"
     return None
 
@@ -112,17 +120,24 @@ def _target_type(provider: str, resource_type: str, resource_id: str) -> str | N
 def cluster_targets(
     ctx: Context, cluster: str, instance_ids: list[str], action: str
 ) -> tuple[Target, ...]:
-    """What stopping `cluster` changes: its node groups for scale-to-zero (when the
-    inventory knows them), else its instances."""
+    """What stopping `cluster` changes: the node groups holding its GPU instances for
+    scale-to-zero (when the inventory knows them), else the GPU instances themselves; the
+    cluster's other nodes (system pools, CPU workers) are left running."""
     rows = ctx.conn.sql(
         """
+        WITH gpu_groups AS (
+            SELECT DISTINCT node_group FROM resources
+            WHERE list_contains(?::VARCHAR[], resource_id) AND node_group IS NOT NULL
+        )
         SELECT DISTINCT resource_id, provider, resource_type, region, account_id, cluster
         FROM resources
-        WHERE (cluster = ? OR resource_id IN (SELECT unnest(?::VARCHAR[])))
+        WHERE (list_contains(?::VARCHAR[], resource_id)
+               OR (cluster = ? AND node_group IN (SELECT node_group FROM gpu_groups)
+                   AND resource_id NOT LIKE 'i-%' AND resource_id NOT LIKE '%/instances/%'))
           AND coalesce(state, '') NOT IN ('terminated', 'deleted')
         ORDER BY resource_id
         """,
-        params=[cluster, instance_ids],
+        params=[instance_ids, instance_ids, cluster],
     ).fetchall()
     targets: list[Target] = []
     for resource_id, provider, resource_type, region, account, owner_cluster in rows:

@@ -195,6 +195,77 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        6,
+        "Actions: the hash-chained audit log, warned stops waiting to act, what finops stopped",
+        (
+            # Append-only. An intent is written before a cloud call and its outcome after, so
+            # a crash between them leaves an intent without an outcome. Each entry's hash
+            # covers its content and the previous entry's hash.
+            """
+            CREATE TABLE audit_log (
+                seq BIGINT PRIMARY KEY,
+                entry_id VARCHAR NOT NULL,
+                occurred_at TIMESTAMPTZ NOT NULL,
+                actor VARCHAR NOT NULL,
+                trigger VARCHAR NOT NULL,
+                policy VARCHAR,
+                rec_id VARCHAR,
+                provider VARCHAR,
+                resource_id VARCHAR,
+                resource_type VARCHAR,
+                action VARCHAR NOT NULL,
+                dry_run BOOLEAN NOT NULL,
+                phase VARCHAR NOT NULL,
+                intent_seq BIGINT,
+                before_state JSON,
+                after_state JSON,
+                result VARCHAR NOT NULL,
+                reason VARCHAR,
+                prev_hash VARCHAR NOT NULL,
+                hash VARCHAR NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE scheduled_actions (
+                action_id VARCHAR PRIMARY KEY,
+                rec_id VARCHAR NOT NULL,
+                policy VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                resource_id VARCHAR NOT NULL,
+                cluster VARCHAR,
+                owner VARCHAR,
+                reason VARCHAR NOT NULL,
+                warned_at TIMESTAMPTZ NOT NULL,
+                act_at TIMESTAMPTZ NOT NULL,
+                state VARCHAR NOT NULL,
+                snoozed_until TIMESTAMPTZ,
+                changed_by VARCHAR,
+                outcome VARCHAR,
+                updated_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            # What finops itself stopped or scaled down, with the capacity to give back: an
+            # off-hours window's end starts these, and only these.
+            """
+            CREATE TABLE action_memory (
+                memory_id VARCHAR PRIMARY KEY,
+                policy VARCHAR NOT NULL,
+                rec_id VARCHAR,
+                provider VARCHAR NOT NULL,
+                resource_type VARCHAR NOT NULL,
+                resource_id VARCHAR NOT NULL,
+                target JSON NOT NULL,
+                previous_state JSON NOT NULL,
+                stopped_at TIMESTAMPTZ NOT NULL,
+                stopped_by VARCHAR NOT NULL,
+                audit_seq BIGINT,
+                restored_at TIMESTAMPTZ,
+                restore_result VARCHAR
+            )
+            """,
+        ),
+    ),
+    Migration(
         7,
         "Delivery and quality events: deployments, changes, incidents, model evaluations, "
         "on-call pages, framework adoption and business KPI inputs",

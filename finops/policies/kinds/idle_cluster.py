@@ -120,27 +120,44 @@ def _clusters(ctx: Context, params: IdleClusterParams, window: Window) -> list[C
     nodes_sql, nodes_params = cluster_nodes_sql(ctx, window)
     ctx.conn.execute(f"CREATE OR REPLACE TEMP TABLE policy_nodes AS {nodes_sql}", nodes_params)
     metric = METRICS[params.metric]
-    stat = "quantile_cont(util, 0.95)" if params.statistic == "p95" else "max(util)"
-    # Percentiles come from every raw sample; coverage and GPU counts from the hourly rollups.
+    # Percentiles come from every raw sample; coverage and GPU counts from the hourly
+    # rollups. A month of minute samples is tens of millions of values: they are counted
+    # per (cluster, utilisation to 0.01 %) first, a few thousand rows, and the percentile is
+    # read off the cumulative counts (interpolated as quantile_cont does) instead of
+    # sorting every value, which would spill a 43 M-row sort to disk.
     metrics = ctx.conn.sql(
         f"""
         WITH node_cluster AS (SELECT DISTINCT node, cluster FROM policy_nodes),
-        samples AS (
-            SELECT n.cluster, {metric} AS util
+        counts AS (
+            SELECT n.cluster, round({metric}, 2) AS util, count(*) AS samples
             FROM gpu_samples s JOIN node_cluster n ON n.node = s.node
-            WHERE s.ts >= ? AND s.ts < ?
+            WHERE s.ts >= ? AND s.ts < ? AND {metric} IS NOT NULL
+            GROUP BY ALL
+        ),
+        ranked AS (
+            SELECT cluster, util,
+                   sum(samples) OVER (PARTITION BY cluster ORDER BY util) AS up_to,
+                   sum(samples) OVER (PARTITION BY cluster) AS total
+            FROM counts
         ),
         per_cluster AS (
-            SELECT cluster, count(*) AS samples, {stat} AS utilisation
-            FROM samples WHERE util IS NOT NULL GROUP BY cluster
+            SELECT cluster, any_value(total) AS samples,
+                   min(util) FILTER (WHERE up_to > floor(0.95 * (total - 1))) AS low,
+                   min(util) FILTER (WHERE up_to > floor(0.95 * (total - 1)) + 1) AS high,
+                   any_value(0.95 * (total - 1) - floor(0.95 * (total - 1))) AS fraction,
+                   max(util) AS highest
+            FROM ranked GROUP BY cluster
         )
-        SELECT p.cluster, p.samples, n.metric_hours, p.utilisation, n.gpus
+        SELECT p.cluster, p.samples, n.metric_hours,
+               CASE WHEN ? = 'max' THEN p.highest
+                    ELSE p.low + p.fraction * (coalesce(p.high, p.low) - p.low) END,
+               n.gpus
         FROM per_cluster p
         JOIN (SELECT cluster, sum(metric_hours) AS metric_hours, sum(gpus) AS gpus
               FROM policy_nodes GROUP BY cluster) n USING (cluster)
         ORDER BY p.cluster
         """,
-        params=[window.start, window.end],
+        params=[window.start, window.end, params.statistic],
     ).fetchall()
     costs = ctx.conn.sql(
         f"""

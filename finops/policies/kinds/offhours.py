@@ -7,7 +7,8 @@ runs the cluster from the first to the last busy hour on the weekdays that have 
 cells, and stops it otherwise, on holidays too (the configured holiday calendar).
 Savings: what the GPU-hours outside that schedule cost in the lookback, as a month's
 worth. A cluster whose GPUs were busy in more than `max_offwindow_busy_share` of its
-off-schedule GPU-hours gets no schedule: something runs at night.
+off-schedule GPU-hours gets no schedule: something runs at night; nor does one any of
+whose instances carries a `protect_tags` tag (default `finops:protect: "true"`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class OffhoursParams(KindParams):
     min_monthly_savings: Annotated[Decimal, Field(ge=0)] = Decimal(50)
     min_gpu_hours: Annotated[float, Field(ge=0)] = 24
     """GPU-hours of metrics needed in the lookback before a pattern is read."""
+    protect_tags: dict[str, str] = {"finops:protect": "true"}
+    """Opt-out: a cluster any of whose instances carries one of these tags gets no schedule."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ def _cluster_tags(ctx: Context, window: Window, clusters: list[str]) -> dict[str
         params=[*keys, window.start, window.end, clusters, *keys],
     ).fetchall()
     return {
-        name: {"tags": majority_tags(maps), "provider": p, "account": a, "region": r}
+        name: {"tags": majority_tags(maps), "maps": maps, "provider": p, "account": a, "region": r}
         for name, maps, p, a, r in rows
     }
 
@@ -171,6 +174,17 @@ def _decide(
         return Decision.keep(
             f"{cluster}: env {env or '(none)'} is not {'/'.join(params.environments)}"
         )
+    protected = next(
+        (
+            f"{key}={value}"
+            for tag_map in info.get("maps", [])
+            for key, value in (tag_map or {}).items()
+            if params.protect_tags.get(key, "").lower() == str(value).lower()
+        ),
+        None,
+    )
+    if protected:
+        return Decision.keep(f"{cluster}: tag {protected} is set")
     total = sum(r[3] for r in rows)
     if total < params.min_gpu_hours:
         return Decision.keep(f"{cluster}: only {total:.0f} GPU-hours of metrics")

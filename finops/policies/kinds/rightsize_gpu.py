@@ -147,9 +147,9 @@ def evaluate(ctx: Context, policy: Policy, params: RightsizeParams) -> list[Deci
         if headroom < params.min_headroom:
             decisions.append(
                 Decision.keep(
-                    f"{label}: p95 memory {p95_mem:,.0f} MiB leaves {headroom:.0%} of a "
+                    f"{label}: p95 memory {p95_mem:,.0f} MiB leaves {headroom:.1%} of a "
                     f"{step.to_type} GPU's {step.to_gpu_memory_mib:,} MiB, need "
-                    f"{params.min_headroom:.0%}"
+                    f"{params.min_headroom:.1%}"
                 )
             )
             continue

@@ -85,6 +85,8 @@ class Capacity:
     tags: dict[str, str]
     team: str | None
     currency: str
+    cluster: str | None = None
+    """The first of `gpu.cluster_tag_keys` its tags hold."""
 
 
 @cache
@@ -174,6 +176,7 @@ def _capacity(ctx: Context, window: Window) -> list[Capacity]:
             tags=dict(r[9] or {}),
             team=r[10],
             currency=r[11],
+            cluster=next((r[9][k] for k in cluster_keys if (r[9] or {}).get(k)), None),
         )
         for r in rows
     ]
@@ -222,7 +225,7 @@ def _subject(capacity: Capacity) -> Subject:
         provider=capacity.provider,
         account=capacity.account,
         region=capacity.region,
-        cluster=capacity.tags.get("cluster"),
+        cluster=capacity.cluster,
         resource_ids=capacity.resource_ids,
         environment=capacity.tags.get("env"),
         team=capacity.team,
@@ -271,6 +274,8 @@ def _to_spot(
             evidence={
                 "window": window.as_json(),
                 "direction": "to-spot",
+                "group": capacity.group,
+                "instance_type": capacity.instance_type,
                 "on_demand_hours": str(capacity.hours),
                 "on_demand_cost": str(capacity.cost),
                 "on_demand_hourly": str(round(on_demand, 6)),
@@ -306,8 +311,7 @@ def _to_on_demand(
             deadline = date.fromisoformat(tagged)
         except ValueError:
             return Decision.keep(f"{label}: tag {params.deadline_tag}={tagged} is not an ISO date")
-    cluster = capacity.tags.get("cluster")
-    p95 = saturation.get(cluster) if cluster else None
+    p95 = saturation.get(capacity.cluster) if capacity.cluster else None
     why: str | None = None
     if deadline is not None and 0 <= (deadline - today).days <= params.deadline_horizon_days:
         why = f"deadline {deadline} is {(deadline - today).days} days away"
@@ -339,6 +343,8 @@ def _to_on_demand(
             evidence={
                 "window": window.as_json(),
                 "direction": "to-on-demand",
+                "group": capacity.group,
+                "instance_type": capacity.instance_type,
                 "spot_hours": str(capacity.hours),
                 "spot_hourly": str(round(spot_hourly, 6)),
                 "on_demand_hourly": str(on_demand),
