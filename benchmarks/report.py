@@ -6,8 +6,8 @@ Each step runs in its own process. Printed figures:
 - report: `build_report` writing all three formats (budget: under 30 s), and its ratio to
   the baseline (the part that holds on a noisy machine).
 
-The demo (6 months ending 2026-09, its delivery events, the quarter's anomalies; the report
-on 2026-Q3) is generated once into the workdir and reused. Usage: python benchmarks/report.py [--workdir benchmarks/out/report]
+The demo (6 months ending 2026-09, with its delivery events, anomalies and
+recommendations; the report on 2026-Q3) is generated once into the workdir and reused. Usage: python benchmarks/report.py [--workdir benchmarks/out/report]
 """
 
 from __future__ import annotations
@@ -82,31 +82,18 @@ STEP = {
 
 
 def make_demo(workdir: Path) -> Path:
-    """Generate and ingest the demo once (a minute or two), with its delivery events and
-    the quarter's anomalies, so every section has figures; return its warehouse file."""
+    """Generate and ingest the demo once (a minute or two): billing, GPU metrics, delivery
+    events, anomalies and recommendations, so every section has figures."""
     db = workdir / "warehouse.duckdb"
-    if db.exists():
-        return db
-
-    def finops(*args: str) -> None:
+    if not db.exists():
         subprocess.run(
-            [sys.executable, "-c", "from finops.cli import main; main()", *args,
+            [sys.executable, "-c", "from finops.cli import main; main()", "demo",
+             "--months", "6", "--end-month", "2026-09", "--data-dir", str(workdir / "demo"),
              "--db", str(db), "--config", str(REPO)],
             check=True,
             env={**os.environ, "COLUMNS": "120"},
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-
-    finops("demo", "--months", "6", "--end-month", "2026-09", "--data-dir", str(workdir / "demo"))
-    months = ", ".join(f"date(2026, {m}, 1)" for m in range(4, 10))
-    subprocess.run(
-        [sys.executable, "-c", "from datetime import date; from pathlib import Path; "
-         "from finops.demo_delivery import generate_delivery; "
-         f"generate_delivery(Path({str(workdir / 'delivery')!r}), months=({months},))"],
-        check=True,
-    )  # fmt: skip
-    finops("ingest", "events", str(workdir / "delivery"))
-    finops("anomalies", "detect", "--period", "2026-Q3")
     return db
 
 
