@@ -11,6 +11,7 @@ import base64
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -563,8 +564,6 @@ def test_a_warehouse_without_recommendations_or_anomalies_says_how_to_get_them(
 
 
 def test_a_deployments_own_templates_replace_the_defaults(tmp_path: Path) -> None:
-    import shutil
-
     warehouse, config = make_deployment(tmp_path)
     own = tmp_path / "reports" / "templates"
     shutil.copytree(Path(__file__).resolve().parents[1] / "reports" / "templates", own)
@@ -843,6 +842,7 @@ def demo_deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse
     root = tmp_path_factory.mktemp("demo")
     repo = Path(__file__).resolve().parents[1]
     (root / "finops.yaml").write_text((repo / "finops.yaml").read_text())
+    shutil.copytree(repo / "policies", root / "policies")  # the demo runs the policy pack
     result = CliRunner().invoke(
         app,
         [
