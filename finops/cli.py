@@ -2506,6 +2506,40 @@ def audit_list(
     emit(table, fmt, title="Audit log")
 
 
+@app.command("report")
+def report_command(
+    period: PeriodOption,
+    team: Annotated[
+        str | None, typer.Option(help="Only this team's figures (a team of finops.yaml).")
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--format", "-f", help="Comma-separated: html, pdf, xlsx.")
+    ] = "html,pdf,xlsx",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for the files (default: reports/out/)."),
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Build the review report for a period (HTML, PDF, XLSX) from the templates in reports/."""
+    from finops.reports import build_report
+
+    ctx = _context(db, config)
+    folder = out or ctx.config.base_dir / "reports" / "out"
+    written = build_report(
+        ctx.warehouse,
+        ctx.config,
+        ctx.period(period),
+        team,
+        formats.split(","),
+        folder,
+        datetime.now(UTC),
+    )
+    for path in written:
+        console.print(f"wrote {path}")
+
+
 def main() -> None:
     try:
         app()
