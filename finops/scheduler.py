@@ -279,7 +279,42 @@ def build_jobs(config: Config, warehouse: Warehouse) -> list[JobSpec]:
             )
         )
     jobs.extend(_action_jobs(config, warehouse))
+    jobs.append(_report_job(config, warehouse))
     return jobs
+
+
+REPORT_CHECK = "0 7 * * *"
+"""The quarterly report job looks each morning whether today is a quarter's first
+working day (by the holiday calendar), and builds last quarter's report if so."""
+
+
+def _report_job(config: Config, warehouse: Warehouse) -> JobSpec:
+    from finops.reports import build_report
+    from finops.reports.schedule import quarter_to_report
+
+    def report(window: datetime) -> str:
+        today = window.astimezone(config.tz).date()
+        period = quarter_to_report(today, config)
+        if period is None:
+            return f"{today} is not the first working day of a quarter"
+        written = build_report(
+            warehouse,
+            config,
+            period,
+            None,
+            ("html", "pdf", "xlsx"),
+            config.base_dir / "reports" / "out",
+            window,
+        )
+        return f"{period.label}: " + ", ".join(path.name for path in written)
+
+    return JobSpec(
+        "report:quarterly",
+        "build last quarter's review report on a quarter's first working day",
+        REPORT_CHECK,
+        config.time_zone,
+        report,
+    )
 
 
 ACTION_CADENCE: dict[str, str] = {

@@ -176,4 +176,26 @@ def test_the_daemon_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     daemon.send_signal(signal.SIGTERM)
     output, _ = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, output
-    assert "1 jobs" in output
+    # The one policy, the three action jobs and the quarterly report.
+    assert "5 jobs" in output
+
+
+@pytest.mark.slow
+def test_the_report_job_builds_last_quarter_on_the_first_working_day(tmp_path: Path) -> None:
+    (tmp_path / "finops.yaml").write_text(
+        "time_zone: Europe/London\nholidays: {dates: [2026-01-01]}\n"
+    )
+    (tmp_path / "policies").mkdir()
+    config = load_config(tmp_path)
+    warehouse = Warehouse(tmp_path / "wh.duckdb")
+    with warehouse.writer():
+        pass  # an empty warehouse: every section says it has no data
+    report = {spec.job_id: spec for spec in build_jobs(config, warehouse)}["report:quarterly"]
+    # 1 January is a holiday: the first working day of 2026-Q1 is Friday 2 January.
+    assert report.run(datetime(2026, 1, 1, 7, tzinfo=UTC)) == (
+        "2026-01-01 is not the first working day of a quarter"
+    )
+    assert report.run(datetime(2026, 1, 2, 7, tzinfo=UTC)) == (
+        "2025-Q4: finops-2025-Q4.html, finops-2025-Q4.pdf, finops-2025-Q4.xlsx"
+    )
+    assert (tmp_path / "reports" / "out" / "finops-2025-Q4.pdf").exists()
