@@ -131,3 +131,11 @@ def total_billed(warehouse: Warehouse) -> Callable[..., Decimal]:
         return table.column("t")[0].as_py()
 
     return total
+
+
+@pytest.fixture(scope="session")
+def app_demo(tmp_path_factory: pytest.TempPathFactory):  # -> tests.app_demo.AppDemo
+    """The demo warehouse the app's tests share (built once per session: about a minute)."""
+    from tests.app_demo import build
+
+    return build(tmp_path_factory.mktemp("app-demo"))

@@ -127,16 +127,11 @@ def context() -> Context:
 
 def narrow(table: pa.Table, ctx: Context, *, team_column: str = "team") -> pa.Table:
     """Rows of the chosen provider, environment and the teams the page may show."""
-    masks = []
-    teams = ctx.teams
-    if teams is not None and team_column in table.column_names:
-        masks.append(pc.is_in(table[team_column], pa.array(teams, pa.string())))
+    table = only_teams(table, ctx.teams, team_column)
     for name in ("provider", "environment"):
         value = getattr(ctx.filters, name)
         if value != ALL and name in table.column_names:
-            masks.append(pc.equal(table[name], value))
-    for mask in masks:
-        table = table.filter(mask)
+            table = table.filter(pc.equal(table[name], value))
     return table
 
 
