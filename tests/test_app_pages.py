@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -185,7 +184,7 @@ def test_buttons_change_a_recommendation_through_the_store(
 
 
 @pytest.fixture
-def downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, bytes]]:
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
     """Every file the app offers for download in a run, by name."""
     offered: dict[str, bytes] = {}
     keep = MemoryMediaFileStorage.load_and_get_id
@@ -196,7 +195,7 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, bytes]]:
         return keep(self, path_or_data, mimetype, kind, filename)
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
-    yield offered
+    return offered
 
 
 def test_a_lead_sees_only_their_team_on_every_page_and_in_every_download(
@@ -238,7 +237,8 @@ def test_a_lead_may_change_only_their_teams_recommendations(demo: AppDemo) -> No
 def test_someone_finops_yaml_does_not_name_sees_nothing(demo: AppDemo) -> None:
     app = open_app("stranger@example.com")
     assert "has no access" in app.warning[0].value
-    assert not app.dataframe and not app.metric
+    assert not app.dataframe
+    assert not app.metric
 
 
 def pairwise(values: dict[str, list[str]]) -> list[dict[str, str]]:
