@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ class Browser:
             targets = json.load(response)
         self._ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
         self._ids = itertools.count(1)
-        self._ws = connect(self._ws_url, max_size=1 << 28)
+        self._connection = ExitStack()
+        self._ws = self._connection.enter_context(connect(self._ws_url, max_size=1 << 28))
 
     def __enter__(self) -> Browser:
         return self
@@ -81,7 +83,7 @@ class Browser:
 
     def close(self) -> None:
         if getattr(self, "_ws", None) is not None:
-            self._ws.close()
+            self._connection.close()
             self._ws = None
         self._process.terminate()
         try:
