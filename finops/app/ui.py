@@ -264,7 +264,7 @@ def download_buttons(table: pa.Table, name: str, *, key: str) -> None:
     )
     right.download_button(
         "XLSX",
-        xlsx_bytes(table, name),
+        lambda: xlsx_bytes(table, name),  # built when clicked: a workbook costs a render time
         f"{name}.xlsx",
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         key=f"{key}-xlsx",
