@@ -349,6 +349,44 @@ class ActionSettings(_Section):
         return value
 
 
+Role = Literal["finance", "lead", "admin"]
+
+
+class AccessGrant(_Section):
+    """What one user or group may see and do in the app."""
+
+    role: Role
+    """finance: every team, read-only; lead: only `teams`, may accept/snooze/dismiss their
+    recommendations; admin: every team, and may change anything."""
+    teams: tuple[str, ...] = ()
+    """The teams a lead sees (names from `teams`)."""
+
+    @model_validator(mode="after")
+    def _lead_has_teams(self) -> AccessGrant:
+        if self.role == "lead" and not self.teams:
+            raise ValueError("a lead needs `teams`: the teams whose figures they see")
+        return self
+
+
+class AccessSettings(_Section):
+    """Who sees what in the app. No secrets here: OIDC client secrets live in Streamlit's
+    secrets file (`.streamlit/secrets.toml`, outside the repository)."""
+
+    mode: Literal["local", "oidc", "header"] = "local"
+    """local: one user with the admin role (the app says so); oidc: `st.login` with the
+    provider in Streamlit's secrets; header: an identity-aware proxy's trusted header."""
+    header: str = "X-Forwarded-Email"
+    """header mode: the request header that names the user (set only by the proxy)."""
+    groups_header: str | None = None
+    """header mode: a header listing the user's groups, comma-separated (optional)."""
+    groups_claim: str = "groups"
+    """oidc mode: the ID token claim listing the user's groups."""
+    users: dict[str, AccessGrant] = {}
+    """User (e-mail or name, compared case-insensitively) -> role and teams."""
+    groups: dict[str, AccessGrant] = {}
+    """Group -> role and teams; a user in several gets the widest role and every team."""
+
+
 class Config(_Section):
     organisation: str = "My organisation"
     currency: str = "USD"
@@ -371,6 +409,8 @@ class Config(_Section):
     kpi_targets: KpiTargets = KpiTargets()
 
     actions: ActionSettings = ActionSettings()
+
+    access: AccessSettings = AccessSettings()
 
     source_file: Path | None = Field(default=None, exclude=True)
     """The finops.yaml these settings came from; None when only defaults apply."""

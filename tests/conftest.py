@@ -185,3 +185,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     )
     assert result.returncode == 0, result.stderr
     return DemoRun(folder, result.stdout, DEMO_MONTHS)
+
+
+@pytest.fixture(scope="session")
+def app_demo(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory):  # -> AppDemo
+    """The session's demo run, with the access rules the app's tests use."""
+    from tests.app_demo import build
+
+    return build(demo_run, tmp_path_factory.mktemp("app-demo"))

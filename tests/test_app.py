@@ -1,7 +1,20 @@
-"""The Streamlit app under streamlit.testing: the figures shown are the analytics' figures."""
+"""The Streamlit app: figures on a hand-made bill, and every page in a real headless Chromium.
+
+The end-to-end test starts `streamlit run` on a free local port over the demo warehouse and
+loads every page in Chromium, checking for Streamlit's exception box. It skips, saying why,
+where Chromium is not installed, but fails under CI (`CI=true`), whose `.ci/run` installs
+Debian's chromium. With `FINOPS_SCREENSHOTS=DIR` it saves the pages' screenshots there
+(`FINOPS_SCREENSHOTS=docs` refreshes the ones the README shows).
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -10,9 +23,21 @@ from streamlit.testing.v1 import AppTest
 from finops.app import ENTRY_POINT
 from finops.collectors.focus import read_focus
 from finops.warehouse import Warehouse
+from tests.app_demo import AppDemo, write_config
+from tests.browser import Browser, find_chromium
 from tests.conftest import JUNE_ROWS, MAY_ROWS, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
+PAGES = {
+    "": "app-overview.png",  # the default page lives at the root
+    "chargeback": "app-chargeback.png",
+    "gpu": "app-gpu.png",
+    "recommendations": "app-recommendations.png",
+    "roi": None,
+    "scorecard": "app-scorecard.png",
+    "quarterly": None,
+    "health": None,
+}
 
 
 @pytest.fixture
@@ -24,7 +49,7 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_app() -> AppTest:
-    app = AppTest.from_file(str(ENTRY_POINT), default_timeout=30)
+    app = AppTest.from_file(str(ENTRY_POINT), default_timeout=60)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app
@@ -33,9 +58,12 @@ def run_app() -> AppTest:
 def test_empty_warehouse_says_which_command_to_run(app_env: Path) -> None:
     app = run_app()
     assert "Run `finops demo`" in app.info[0].value
+    assert "Local single-user mode" in app.sidebar.caption[0].value
 
 
-def test_spend_by_team_shows_the_charge_back_figures(app_env: Path, tmp_path: Path) -> None:
+def test_overview_shows_the_months_spend_on_either_cost_basis(
+    app_env: Path, tmp_path: Path
+) -> None:
     path = write_csv(tmp_path / "bill.csv", [*MAY_ROWS, *JUNE_ROWS])
     Warehouse(app_env).ingest_cost(
         lambda: read_focus(str(path)), source="aws", collector="focus", uri="bill"
@@ -43,17 +71,86 @@ def test_spend_by_team_shows_the_charge_back_figures(app_env: Path, tmp_path: Pa
 
     app = run_app()
 
-    assert app.selectbox(key="period").options == ["2026-06", "2026-05"]
+    assert app.sidebar.selectbox(key="period").options == ["2026-06", "2026-05", "2026-Q2"]
     assert app.metric[0].value == "200.99 USD"
-    app.selectbox(key="period").set_value("2026-05").run()
+    app.sidebar.selectbox(key="period").set_value("2026-05").run()
     assert app.metric[0].value == "169.96 USD"  # effective: the repository's configured basis
-    app.radio(key="cost").set_value("billed").run()
+    app.sidebar.selectbox(key="cost").set_value("billed").run()
     assert app.metric[0].value == "175.01 USD"
-    shown = app.dataframe[0].value
-    assert dict(zip(shown["team"], shown["cost"], strict=True)) == {
-        "vision": 150.35,
-        "ml-platform": 20.0,
-        "(unallocated)": 4.66,
-    }
-    app.radio(key="cost").set_value("effective").run()
-    assert app.metric[0].value == "169.96 USD"
+    app.sidebar.selectbox(key="team").set_value("vision").run()
+    assert app.metric[0].value == "150.35 USD"
+    app.sidebar.selectbox(key="team").set_value("(unallocated)").run()
+    assert app.metric[0].value == "4.66 USD"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_health(port: int, server: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer on port {port}")
+
+
+@pytest.mark.slow
+def test_every_page_loads_in_chromium_without_an_exception(
+    app_demo: AppDemo, tmp_path: Path
+) -> None:
+    chromium = find_chromium()
+    if chromium is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is missing on CI: .ci/run installs Debian's chromium")
+        pytest.skip("no Chromium here (apt-get install chromium); CI runs this test")
+    config = write_config(tmp_path / "config", {"mode": "local"})
+    shots = Path(os.environ.get("FINOPS_SCREENSHOTS") or tmp_path / "shots")
+    if not shots.is_absolute():
+        shots = REPO / shots
+    shots.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "FINOPS_DB": str(app_demo.db), "FINOPS_CONFIG": str(config)}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ENTRY_POINT),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--theme.base",
+            "light",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_health(port, server)
+        with Browser(chromium, tmp_path / "profile") as browser:
+            for page, shot in PAGES.items():
+                browser.open(f"http://127.0.0.1:{port}/{page}?period=2026-09")
+                assert browser.exceptions() == 0, (page, browser.text()[:2000])
+                assert "Traceback" not in browser.text(), page
+                assert "Page not found" not in browser.text(), page
+                if shot:
+                    browser.screenshot(shots / shot)
+                    assert (shots / shot).stat().st_size > 10_000, shot
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

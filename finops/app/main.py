@@ -1,18 +1,108 @@
-"""The Streamlit entry point: navigation only; each page lives in its own module."""
+"""The Streamlit entry point: who is looking, the shared filters, and the pages' navigation.
+
+Each page lives in its own module (a script Streamlit runs, so tests can switch to it) and reads its context (viewer, filters, warehouse) from
+`finops.app.ui.context()`, which this run sets before the page renders.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from finops.app import spend
+from finops.app import data, ui
+from finops.app.access import NoAccess, Viewer, check_teams, resolve_viewer
+
+HERE = Path(__file__).parent
+
+
+def page(module: str) -> str:
+    """A page's script: each page module runs its `render()` when Streamlit runs it."""
+    return str(HERE / f"{module}.py")
+
+
+def identify() -> Viewer | NoAccess:
+    """The viewer of this session, from `st.user` (OIDC), a proxy's header, or local mode."""
+    access = data.settings().access
+    user = st.user.to_dict() if access.mode == "oidc" else None
+    headers = dict(st.context.headers) if access.mode == "header" else None
+    return resolve_viewer(access, user=user, headers=headers)
+
+
+def refuse(denied: NoAccess) -> None:
+    st.title("finops")
+    st.warning(denied.reason)
+    if denied.needs_login:
+        st.button("Sign in", on_click=st.login, type="primary")
 
 
 def run() -> None:
-    st.set_page_config(page_title="finops", layout="wide")
-    navigation = st.navigation(
-        [st.Page(spend.render, title="Spend by team", url_path="spend", default=True)]
+    st.set_page_config(page_title="finops", page_icon=":material/savings:", layout="wide")
+    config = data.settings()
+    check_teams(config)
+    viewer = identify()
+    if isinstance(viewer, NoAccess):
+        refuse(viewer)
+        return
+    wh = data.warehouse()
+    ready = wh.path.exists()
+    marker = data.last_change(wh) if ready else "none"
+    with st.spinner("Reading the warehouse..."):
+        filters = ui.sidebar_filters(viewer, str(wh.path), marker, ready)
+    st.session_state["_context"] = ui.Context(
+        str(wh.path), marker, viewer, filters, config.reporting_currency
     )
-    navigation.run()
+    if viewer.mode == "local":
+        st.sidebar.caption(
+            "Local single-user mode: you are an admin. Set `access.mode` in finops.yaml "
+            "(oidc or header) to sign people in."
+        )
+    else:
+        st.sidebar.caption(f"Signed in as {viewer.name} ({viewer.role})")
+        if viewer.mode == "oidc":
+            st.sidebar.button("Sign out", on_click=st.logout)
+    pages = [
+        st.Page(
+            page("overview"),
+            title="Overview",
+            icon=":material/dashboard:",
+            url_path="overview",
+            default=True,
+        ),
+        st.Page(
+            page("chargeback_page"),
+            title="Charge-back",
+            icon=":material/account_balance:",
+            url_path="chargeback",
+        ),
+        st.Page(page("gpu_page"), title="GPU fleet", icon=":material/memory:", url_path="gpu"),
+        st.Page(
+            page("recommendations_page"),
+            title="Recommendations",
+            icon=":material/lightbulb:",
+            url_path="recommendations",
+        ),
+        st.Page(page("roi_page"), title="ROI", icon=":material/trending_up:", url_path="roi"),
+        st.Page(
+            page("scorecard"), title="Scorecard", icon=":material/scoreboard:", url_path="scorecard"
+        ),
+        st.Page(
+            page("quarterly"),
+            title="Quarterly review",
+            icon=":material/summarize:",
+            url_path="quarterly",
+        ),
+    ]
+    if viewer.sees_everything:
+        pages.append(
+            st.Page(
+                page("health_page"),
+                title="Data health",
+                icon=":material/monitor_heart:",
+                url_path="health",
+            )
+        )
+    st.navigation(pages).run()
 
 
 if __name__ == "__main__":

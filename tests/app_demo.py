@@ -1,0 +1,58 @@
+"""The demo organisation as the app tests see it: the session's `finops demo` run (three
+months of billing, GPU metrics, delivery events and the policy engine's recommendations)
+with access rules for a lead, finance and an admin (see `app_demo` in conftest.py)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import DemoRun
+
+REPO = Path(__file__).resolve().parents[1]
+MONTHS = ("2026-07", "2026-08", "2026-09")
+NOW = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+"""The demo's "today": the day after its last month."""
+LEAD = "lead@example.com"
+LEAD_TEAM = "vision"
+FINANCE = "finance@example.com"
+ADMIN = "admin@example.com"
+
+
+@dataclass(frozen=True)
+class AppDemo:
+    db: Path
+    config_dir: Path
+    """A finops.yaml (the repository's, with an access section for OIDC users)."""
+
+
+def write_config(folder: Path, access: dict) -> Path:
+    """The repository's finops.yaml with `access` added, and its policy pack, in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = yaml.safe_load((REPO / "finops.yaml").read_text())
+    settings["access"] = access
+    (folder / "finops.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    if not (folder / "policies").exists():
+        shutil.copytree(REPO / "policies", folder / "policies")
+    return folder
+
+
+OIDC_ACCESS = {
+    "mode": "oidc",
+    "users": {
+        LEAD: {"role": "lead", "teams": [LEAD_TEAM]},
+        FINANCE: {"role": "finance"},
+        ADMIN: {"role": "admin"},
+    },
+}
+
+
+def build(demo_run: DemoRun, root: Path) -> AppDemo:
+    """The session's demo run (billing, GPU metrics, delivery events, recommendations as of
+    NOW) seen through a config with OIDC access rules."""
+    assert demo_run.months == MONTHS
+    return AppDemo(demo_run.warehouse.path, write_config(root / "config", OIDC_ACCESS))
