@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import socket
 import tempfile
 import urllib.request
@@ -22,6 +23,7 @@ from moto.server import ThreadedMotoServer
 from finops.collectors.aws_cur import default_source, read_cur, snake_case, tag_key
 from finops.errors import IngestError
 from finops.warehouse import Warehouse
+from tests.flaky_proxy import FlakyProxy
 
 BUCKET = "billing"
 PAYER = "000123456789"
@@ -615,3 +617,17 @@ def test_objects_stream_to_disk_a_chunk_at_a_time(
     finally:
         assert delivery.cleanup is not None
         delivery.cleanup()
+
+
+def test_throttled_s3_is_retried_with_backoff(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_cur2(s3, tmp_path, "ml-cur", "2026-05", "exec-1", {"part-0.parquet": MAY_CUR2})
+    warehouse = Warehouse(tmp_path / "wh.duckdb")
+    # S3 answers "SlowDown" to the first three requests; boto3 and pyarrow retry them.
+    with FlakyProxy(os.environ["AWS_ENDPOINT_URL"], failures=3) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        result = ingest(warehouse, f"s3://{BUCKET}/cur2")
+    assert proxy.throttled == 3
+    assert proxy.forwarded > 0
+    assert (result.status, result.billed_cost) == ("success", Decimal("167.09"))
