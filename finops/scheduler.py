@@ -420,7 +420,8 @@ def policy_guards(warehouse: Warehouse, config: Config, actor: str) -> PolicyGua
     from finops.policies.store import change_state
 
     excluded: set[str] = set()
-    for loaded in load_policies([engine.policy_folder(config)]):
+    folder = engine.policy_folder(config)
+    for loaded in load_policies([folder]) if folder.exists() else []:
         exclude = loaded.policy.scope.exclude
         excluded.update(exclude.resources)
         excluded.update(exclude.clusters)
