@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -162,10 +163,25 @@ DEMO_MONTHS = ("2026-07", "2026-08", "2026-09")
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+def demo_run(tmp_path_factory: pytest.TempPathFactory, testrun_uid: str) -> DemoRun:
     """The demo organisation generated and ingested by the real `finops demo` command, with
-    the repository's finops.yaml and policy pack, for tests that need the whole story."""
-    folder = tmp_path_factory.mktemp("demo-run")
+    the repository's finops.yaml and policy pack, for tests that need the whole story.
+
+    Built once per test run: with pytest-xdist, the first worker builds it under a lock
+    and the others use the same folder."""
+    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    base = tmp_path_factory.getbasetemp()
+    folder = base.parent / f"demo-run-{testrun_uid}" if shared else base / "demo-run"
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / "demo-output.txt"
+    with (folder.parent / f"{folder.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not output.exists():
+            _run_demo(folder, output)
+    return DemoRun(folder, output.read_text(), DEMO_MONTHS)
+
+
+def _run_demo(folder: Path, output: Path) -> None:
     (folder / "finops.yaml").write_text((REPO / "finops.yaml").read_text())
     shutil.copytree(REPO / "policies", folder / "policies")
     result = subprocess.run(
@@ -184,7 +200,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         timeout=900,
     )
     assert result.returncode == 0, result.stderr
-    return DemoRun(folder, result.stdout, DEMO_MONTHS)
+    output.write_text(result.stdout)
 
 
 @pytest.fixture(scope="session")

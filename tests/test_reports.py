@@ -30,7 +30,7 @@ from finops.reports import assemble, build_report, first_working_day_of_quarter,
 from finops.reports.inputs import config_hash, policy_pack_revision
 from finops.reports.model import NoData
 from finops.warehouse import Warehouse
-from tests.conftest import JUNE_ROWS, MAY_ROWS, row, write_csv
+from tests.conftest import JUNE_ROWS, MAY_ROWS, DemoRun, row, write_csv
 
 GENERATED = datetime(2026, 7, 1, 6, 30, tzinfo=UTC)
 CONFIG_YAML = """\
@@ -834,31 +834,9 @@ def test_report_command_writes_the_files_named_by_period_and_team(
 
 
 @pytest.fixture(scope="module")
-def demo_deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse, Config]:
-    from typer.testing import CliRunner
-
-    from finops.cli import app
-
-    root = tmp_path_factory.mktemp("demo")
-    repo = Path(__file__).resolve().parents[1]
-    (root / "finops.yaml").write_text((repo / "finops.yaml").read_text())
-    shutil.copytree(repo / "policies", root / "policies")  # the demo runs the policy pack
-    result = CliRunner().invoke(
-        app,
-        [
-            "demo",
-            "--months",
-            "4",
-            "--end-month",
-            "2026-09",
-            "--data-dir",
-            str(root / "data"),
-            "--config",
-            str(root),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    config = load_config(root)
+def demo_deployment(demo_run: DemoRun) -> tuple[Warehouse, Config]:
+    """The session's `finops demo` run (2026-Q3, policies and events included)."""
+    config = load_config(demo_run.folder)
     return Warehouse.from_config(config), config
 
 

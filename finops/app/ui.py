@@ -174,7 +174,9 @@ def for_display(table: pa.Table) -> pa.Table:
 def _shown(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """Money as numbers, lists as text: one value a cell, for the screen, CSV and XLSX."""
     if pa.types.is_decimal(col.type):
-        return pc.cast(col, pa.float64())
+        # Through text: Arrow's decimal-to-float cast divides by a power of ten and can
+        # land a hair off (37452.950000000004); parsing the digits gives the nearest float.
+        return pc.cast(pc.cast(col, pa.string()), pa.float64())
     if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
         return pc.binary_join(pc.cast(col, pa.list_(pa.string())), ", ")
     return col
