@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from streamlit.testing.v1 import AppTest
 
+from finops.app import ENTRY_POINT
 from tests.conftest import DemoRun
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +58,28 @@ def build(demo_run: DemoRun, root: Path) -> AppDemo:
     NOW) seen through a config with OIDC access rules."""
     assert demo_run.months == MONTHS
     return AppDemo(demo_run.warehouse.path, write_config(root / "config", OIDC_ACCESS))
+
+
+PAGES = (
+    "overview",
+    "chargeback_page",
+    "gpu_page",
+    "recommendations_page",
+    "roi_page",
+    "scorecard",
+    "quarterly",
+    "health_page",
+)
+MONTH = "2026-09"
+
+
+def open_app(email: str, page: str = "overview", **filters: str) -> AppTest:
+    app = AppTest.from_file(str(ENTRY_POINT), default_timeout=120)
+    app.user = {"is_logged_in": True, "email": email}
+    for key, value in {"period": MONTH, **filters}.items():
+        app.query_params[key] = value
+    app.run()
+    if page != "overview":
+        app.switch_page(f"{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app

@@ -23,6 +23,10 @@ from finops.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The CLI's rich console takes its width once, when finops.cli is first imported: wide
+# enough that ids are never wrapped in the tables tests read, in every xdist worker.
+os.environ.setdefault("COLUMNS", "250")
+
 BASE_ROW: dict[str, str] = {
     "BillingAccountId": "012345678901",
     "BillingAccountName": "Example payer",
@@ -209,3 +213,14 @@ def app_demo(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory):  # ->
     from tests.app_demo import build
 
     return build(demo_run, tmp_path_factory.mktemp("app-demo"))
+
+
+@pytest.fixture
+def demo(app_demo, monkeypatch: pytest.MonkeyPatch):  # -> AppDemo
+    monkeypatch.setenv("FINOPS_DB", str(app_demo.db))
+    monkeypatch.setenv("FINOPS_CONFIG", str(app_demo.config_dir))
+    from finops.app import data
+    from tests.app_demo import NOW
+
+    monkeypatch.setattr(data, "clock", lambda: NOW)
+    return app_demo

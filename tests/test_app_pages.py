@@ -3,13 +3,12 @@
 The figures a page shows are the analytics' own figures (computed here by calling them),
 the buttons change a recommendation's state through the store, every filter value renders
 without an exception (combined pairwise), and a team lead sees only their team's rows on
-every page, downloads included.
+every page, downloads included. (Every filter value, pairwise: test_app_filters.py.)
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,41 +26,9 @@ from finops.config import load_config
 from finops.periods import parse_period
 from finops.policies import store
 from finops.warehouse import Warehouse
-from tests.app_demo import ADMIN, FINANCE, LEAD, LEAD_TEAM, NOW, AppDemo
+from tests.app_demo import ADMIN, FINANCE, LEAD, LEAD_TEAM, MONTH, NOW, PAGES, AppDemo, open_app
 
 pytestmark = pytest.mark.slow
-
-PAGES = (
-    "overview",
-    "chargeback_page",
-    "gpu_page",
-    "recommendations_page",
-    "roi_page",
-    "scorecard",
-    "quarterly",
-    "health_page",
-)
-MONTH = "2026-09"
-
-
-@pytest.fixture
-def demo(app_demo: AppDemo, monkeypatch: pytest.MonkeyPatch) -> AppDemo:
-    monkeypatch.setenv("FINOPS_DB", str(app_demo.db))
-    monkeypatch.setenv("FINOPS_CONFIG", str(app_demo.config_dir))
-    monkeypatch.setattr(data, "clock", lambda: NOW)
-    return app_demo
-
-
-def open_app(email: str, page: str = "overview", **filters: str) -> AppTest:
-    app = AppTest.from_file(str(ENTRY_POINT), default_timeout=120)
-    app.user = {"is_logged_in": True, "email": email}
-    for key, value in {"period": MONTH, **filters}.items():
-        app.query_params[key] = value
-    app.run()
-    if page != "overview":
-        app.switch_page(f"{page}.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
 
 
 def metrics(app: AppTest) -> dict[str, str]:
@@ -240,55 +207,6 @@ def test_someone_finops_yaml_does_not_name_sees_nothing(demo: AppDemo) -> None:
     assert "has no access" in app.warning[0].value
     assert not app.dataframe
     assert not app.metric
-
-
-def pairwise(values: dict[str, list[str]]) -> list[dict[str, str]]:
-    """A small set of combinations in which every pair of values of two filters occurs."""
-    names = list(values)
-    uncovered = {
-        (a, x, b, y)
-        for a, b in itertools.combinations(names, 2)
-        for x in values[a]
-        for y in values[b]
-    }
-    chosen: list[dict[str, str]] = []
-    while uncovered:
-        a, x, b, y = min(uncovered)
-        combo = {a: x, b: y}
-        for name in names:
-            if name in combo:
-                continue
-            combo[name] = max(
-                values[name],
-                key=lambda v, name=name: sum(
-                    (n, combo[n], name, v) in uncovered or (name, v, n, combo[n]) in uncovered
-                    for n in combo
-                ),
-            )
-        chosen.append(combo)
-        uncovered -= {(p, combo[p], q, combo[q]) for p, q in itertools.combinations(names, 2)}
-    return chosen
-
-
-def test_pairwise_covers_every_pair_of_values() -> None:
-    combos = pairwise({"a": ["1", "2", "3"], "b": ["x", "y"], "c": ["p", "q"]})
-    for first, second in (("a", "b"), ("a", "c"), ("b", "c")):
-        pairs = {(c[first], c[second]) for c in combos}
-        assert len(pairs) == {"a": 3, "b": 2, "c": 2}[first] * {"a": 3, "b": 2, "c": 2}[second]
-    assert len(combos) <= 9
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_every_filter_value_renders_the_page_without_an_exception(demo: AppDemo, page: str) -> None:
-    app = open_app(ADMIN)
-    values = {box.key: list(box.options) for box in app.sidebar.selectbox}
-    assert set(values) == {"period", "provider", "team", "environment", "cost"}
-    app.switch_page(f"{page}.py").run()
-    for combo in pairwise(values):
-        for key, value in combo.items():
-            app.sidebar.selectbox(key=key).set_value(value)
-        app.run()
-        assert not app.exception, (page, combo, [e.value for e in app.exception])
 
 
 def test_a_page_with_no_warehouse_says_which_command_to_run(
