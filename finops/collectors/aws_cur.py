@@ -224,6 +224,7 @@ def read_cur(location: str, *, export_name: str | None = None) -> CostDelivery:
             *notes,
         ],
         cleanup=lambda: _run_all(cleanups),
+        tag_set_ids=True,
     )
 
 

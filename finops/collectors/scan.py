@@ -106,13 +106,20 @@ class FileGroup:
             f"any_value({ident(name)}) AS {ident(name)}" for name in self.key_columns
         )
         keyed = ", ".join(f"{expr} AS {ident(name)}" for name, expr in self.keyed_items.items())
-        joined = ", ".join(f"keyed.{ident(name)}" for name in self.keyed_items)
+        # The warehouse keys tag sets by this hash (x_TagSetId): taken once per tag set too.
+        tag_set_id = (
+            ', CASE WHEN "Tags" IS NOT NULL THEN hash("Tags") END AS "x_TagSetId"'
+            if "Tags" in self.keyed_items
+            else ""
+        )
         return f"""
-            SELECT line.* EXCLUDE ("__key"), {joined}
+            SELECT line.* EXCLUDE ("__key"), keyed.* EXCLUDE ("__key")
             FROM (SELECT {columns}, hash({raw}) AS "__key" FROM {reader}) AS line
             LEFT JOIN (
-                SELECT "__key", {keyed}
-                FROM (SELECT hash({raw}) AS "__key", {firsts} FROM {reader} GROUP BY 1)
+                SELECT *{tag_set_id} FROM (
+                    SELECT "__key", {keyed}
+                    FROM (SELECT hash({raw}) AS "__key", {firsts} FROM {reader} GROUP BY 1)
+                )
             ) AS keyed ON line."__key" = keyed."__key"
         """
 
