@@ -26,6 +26,7 @@ test: $(INSTALLED)
 ## bench: the scale benchmarks of DESIGN.md (minutes; run by hand)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/ingest_chargeback.py
+	$(BIN)/python benchmarks/ingest_cur.py
 	$(BIN)/python benchmarks/gpu_samples.py
 
 clean:

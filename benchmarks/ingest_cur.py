@@ -1,8 +1,12 @@
 """Benchmark: ingest a 10 M-row AWS CUR 2.0 Parquet through the aws-cur collector (DESIGN.md budget).
 
-The file is the demo organisation grown to size (`finops.demo.focus_table`) written as CUR
-2.0 line items (`finops.demo_exports.aws_cur`), in a local copy of an export's prefix with
-its manifest. Each step runs in its own process so its peak RSS is its own. Printed:
+The file is the demo organisation grown to size (`finops.demo.focus_table`, the same FOCUS
+Parquet `ingest_chargeback.py` writes, reused when present) written as CUR 2.0 line items
+(`finops.demo_exports.aws_cur`), in a local copy of an export's prefix with its manifest.
+The FOCUS rows are converted BATCH_ROWS at a time and each batch appended to the CUR file,
+so 10 M rows fit in a few GB; a commitment's fee line is then matched with the unused hours
+of its own batch only, which changes amounts, not the file's shape. Each step runs in its
+own process so its peak RSS is its own. Printed:
 - baseline: DuckDB's own `CREATE TABLE AS SELECT * FROM read_parquet(...)` of the file;
 - ingest: `finops` reading the manifest, validating, checksumming, mapping CUR to FOCUS
   and ingesting the same file (budget: at most 2x the baseline, peak RSS under 2 GB).
@@ -18,16 +22,32 @@ from pathlib import Path
 
 from harness import run_step
 
+BATCH_ROWS = 500_000
+"""FOCUS rows converted to CUR line items at a time (about 1.5 GB of peak memory)."""
+
 STEP = {
-    "generate": """
+    "focus": """
         import time, pyarrow.parquet as pq
         from datetime import date
         from finops.demo import focus_table
+        started = time.perf_counter()
+        table = focus_table(ROWS, seed=11, start=date(2026, 4, 1), months=3)
+        pq.write_table(table, FOCUS, row_group_size=1_000_000)
+        result = {"seconds": time.perf_counter() - started, "rows": table.num_rows}
+    """,
+    "generate": """
+        import time, pyarrow as pa, pyarrow.parquet as pq
         from finops.demo_exports import aws_cur
         started = time.perf_counter()
-        lines = aws_cur(focus_table(ROWS, seed=11, start=date(2026, 4, 1), months=3))
-        pq.write_table(lines, PARQUET, row_group_size=1_000_000)
-        result = {"seconds": time.perf_counter() - started, "rows": lines.num_rows}
+        rows, writer = 0, None
+        for batch in pq.ParquetFile(FOCUS).iter_batches(batch_size=BATCH_ROWS):
+            lines = aws_cur(pa.Table.from_batches([batch]))
+            if writer is None:
+                writer = pq.ParquetWriter(PARQUET, lines.schema)
+            writer.write_table(lines.cast(writer.schema))
+            rows += lines.num_rows
+        writer.close()
+        result = {"seconds": time.perf_counter() - started, "rows": rows}
     """,
     "baseline": """
         import time, duckdb
@@ -66,8 +86,18 @@ def main() -> None:
     listed = f"s3://bench/cur/bench-cur/data/{period}/exec-1/{parquet.name}"
     manifest.write_text(json.dumps({"executionId": "exec-1", "dataFiles": [listed]}))
 
+    focus = (args.workdir / f"focus-{args.rows}.parquet").resolve()
+    if not focus.exists():
+        made = run_step(STEP["focus"], ROWS=args.rows, FOCUS=str(focus))
+        print(
+            f"focus     {made['rows']:>12,} rows   {made['seconds']:7.2f} s   peak RSS {made['peak_rss_mb']:7.0f} MB"
+        )
     if not parquet.exists():
-        made = run_step(STEP["generate"], ROWS=args.rows, PARQUET=str(parquet))
+        partial = parquet.with_suffix(".partial")
+        made = run_step(
+            STEP["generate"], FOCUS=str(focus), PARQUET=str(partial), BATCH_ROWS=BATCH_ROWS
+        )
+        partial.rename(parquet)
         print(
             f"generate  {made['rows']:>12,} lines  {made['seconds']:7.2f} s   peak RSS {made['peak_rss_mb']:7.0f} MB"
         )

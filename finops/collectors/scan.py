@@ -71,6 +71,13 @@ class FileGroup:
     """(SQL condition, note) pairs: the note is shown with how many rows matched."""
     plan_notes: list[str] = field(default_factory=list)
     extra_columns: dict[str, str] = field(default_factory=dict)
+    keyed_items: dict[str, str] = field(default_factory=dict)
+    """FOCUS column name -> SQL expression that reads only the raw `key_columns`: computed
+    once per distinct combination of their values and joined back to the rows by its
+    64-bit hash (the hash `x_TagSetId` already trusts). Tag maps repeat over millions of
+    lines, and building a map is the dearest work of an ingest; comparing maps row by row
+    to join them would cost nearly as much, hashing them little."""
+    key_columns: tuple[str, ...] = ()
 
     @property
     def fmt(self) -> str:
@@ -91,7 +98,30 @@ class FileGroup:
 
     def select_sql(self) -> str:
         columns = ", ".join(f"{expr} AS {ident(name)}" for name, expr in self.items.items())
-        return f"SELECT {columns} FROM {self.reader(filename=False)}"
+        reader = self.reader(filename=False)
+        if not self.keyed_items:
+            return f"SELECT {columns} FROM {reader}"
+        raw = ", ".join(ident(name) for name in self.key_columns)
+        firsts = ", ".join(
+            f"any_value({ident(name)}) AS {ident(name)}" for name in self.key_columns
+        )
+        keyed = ", ".join(f"{expr} AS {ident(name)}" for name, expr in self.keyed_items.items())
+        # The warehouse keys tag sets by this hash (x_TagSetId): taken once per tag set too.
+        tag_set_id = (
+            ', CASE WHEN "Tags" IS NOT NULL THEN hash("Tags") END AS "x_TagSetId"'
+            if "Tags" in self.keyed_items
+            else ""
+        )
+        return f"""
+            SELECT line.* EXCLUDE ("__key"), keyed.* EXCLUDE ("__key")
+            FROM (SELECT {columns}, hash({raw}) AS "__key" FROM {reader}) AS line
+            LEFT JOIN (
+                SELECT *{tag_set_id} FROM (
+                    SELECT "__key", {keyed}
+                    FROM (SELECT hash({raw}) AS "__key", {firsts} FROM {reader} GROUP BY 1)
+                )
+            ) AS keyed ON line."__key" = keyed."__key"
+        """
 
 
 def sql_string(text: str) -> str:
@@ -154,7 +184,11 @@ def clean(raw: str, raw_type: str, fmt: str) -> str:
     value = f"trim({ident(raw)})" if fmt == "csv" else ident(raw)
     if raw_type != "VARCHAR":
         return ident(raw)
-    return f"(CASE WHEN {value} IN ('', 'NULL', 'null', 'Null') THEN NULL ELSE {value} END)"
+    # Most values are longer than any placeholder: one length test spares them the list.
+    return (
+        f"(CASE WHEN strlen({value}) > 4 THEN {value} "
+        f"WHEN {value} IN ('', 'NULL', 'null', 'Null') THEN NULL ELSE {value} END)"
+    )
 
 
 def validate_groups(

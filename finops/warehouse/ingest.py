@@ -52,6 +52,8 @@ class CostDelivery:
     notes: list[str] = field(default_factory=list)
     """What was normalised on the way in, for the run's summary."""
     cleanup: Callable[[], None] | None = None
+    tag_set_ids: bool = False
+    """`select_sql` yields `x_TagSetId` (the hash of Tags) itself, e.g. once per tag set."""
 
     @property
     def rows(self) -> int:
@@ -252,11 +254,15 @@ def _delete_slice(
 def _insert(
     conn: duckdb.DuckDBPyConnection, delivery: CostDelivery, source: str, run_id: str
 ) -> int:
+    tag_set_id = (
+        ""
+        if delivery.tag_set_ids
+        else ', CASE WHEN delivery."Tags" IS NOT NULL THEN hash(delivery."Tags") END AS "x_TagSetId"'
+    )
     row = conn.execute(
         f"""
         INSERT INTO cost BY NAME
-        SELECT delivery.*, ? AS "x_Source", ? AS "x_IngestId",
-               CASE WHEN delivery."Tags" IS NOT NULL THEN hash(delivery."Tags") END AS "x_TagSetId"
+        SELECT delivery.*, ? AS "x_Source", ? AS "x_IngestId"{tag_set_id}
         FROM ({delivery.select_sql}) AS delivery
         """,
         [source, run_id],
