@@ -5,7 +5,7 @@ the billed cost of their instances, their tags, and the cloud resources an actio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from finops.analytics.gpu import NO_CLUSTER, UNMATCHED, gpu_hours_sql
@@ -183,3 +183,25 @@ def majority_tags(tag_maps: list[dict[str, str] | None]) -> dict[str, str]:
 
 def as_decimal(value: object) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+
+
+PROVIDER_PRICE_SOURCES = ("aws-spot", "aws-price-list", "gcp-catalog")
+"""Price sources that ask the provider; prices observed in billing come after them."""
+
+Prices = dict[tuple[str, str, str, str], tuple[Decimal, str, date]]
+"""(provider, region, instance type, purchase option) -> (hourly price, source, day)."""
+
+
+def latest_prices(ctx: Context) -> Prices:
+    """The newest hourly price per provider, region, type and purchase option; on the same
+    day a provider's own source before a price observed in billing."""
+    rows = ctx.conn.sql(
+        """
+        SELECT provider, region, instance_type, purchase_option,
+               arg_max(hourly_price, (as_of, list_contains(?, source))),
+               arg_max(source, (as_of, list_contains(?, source))), max(as_of)
+        FROM prices GROUP BY ALL
+        """,
+        params=[list(PROVIDER_PRICE_SOURCES), list(PROVIDER_PRICE_SOURCES)],
+    ).fetchall()
+    return {(r[0], r[1], r[2], r[3]): (as_decimal(r[4]), r[5], r[6]) for r in rows}

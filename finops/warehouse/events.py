@@ -35,7 +35,7 @@ import duckdb
 import pyarrow as pa
 
 from finops.errors import FinopsError, IngestError
-from finops.warehouse.runs import record_failure, transaction
+from finops.warehouse.runs import record_failure, record_run, transaction
 
 FieldKind = Literal["text", "timestamp", "ratio", "number", "money", "shas", "metrics", "period"]
 
@@ -285,7 +285,7 @@ def run_event_ingest(
         ):
             for name, table in delivery.tables.items():
                 stored[name], new[name] = _upsert(conn, EVENT_KINDS[name], table, source, run_id)
-            _record(
+            record_run(
                 conn,
                 run_id,
                 source,
@@ -301,7 +301,7 @@ def run_event_ingest(
         error = str(exc)
         record_failure(
             connect,
-            lambda conn: _record(
+            lambda conn: record_run(
                 conn, run_id, source, collector, uri, started, "failed", None, error, []
             ),
         )
@@ -335,25 +335,3 @@ def _upsert(
     ((total,),) = conn.execute("SELECT count(*) FROM incoming").fetchall()
     conn.execute("DROP TABLE incoming")
     return int(total), int(total) - int(known)
-
-
-def _record(
-    conn: duckdb.DuckDBPyConnection,
-    run_id: str,
-    source: str,
-    collector: str,
-    uri: str,
-    started: datetime,
-    status: str,
-    rows: int | None,
-    error: str | None,
-    notes: list[str],
-) -> None:
-    conn.execute(
-        """
-        INSERT INTO ingest_runs (run_id, source, collector, uri, rows, started_at, finished_at,
-                                 status, error, notes)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """,
-        [run_id, source, collector, uri, rows, started, datetime.now(UTC), status, error, notes],
-    )

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from finops.errors import FinopsError, IngestError
-from finops.warehouse.runs import record_failure, transaction
+from finops.warehouse.runs import record_failure, record_run, transaction
 from finops.warehouse.schema import RESOURCE_COLUMNS
 
 
@@ -58,7 +58,7 @@ def run_inventory_refresh(
             try:
                 with transaction(conn, f"{uri}: the warehouse refused the inventory"):
                     resources, new = _upsert(conn, snapshot, source)
-                    _record(
+                    record_run(
                         conn,
                         run_id,
                         source,
@@ -76,7 +76,7 @@ def run_inventory_refresh(
         error = str(exc)
         record_failure(
             connect,
-            lambda conn: _record(
+            lambda conn: record_run(
                 conn, run_id, source, collector, uri, started, "failed", None, error, []
             ),
         )
@@ -119,25 +119,3 @@ def _upsert(
     )
     total = conn.execute("SELECT count(*) FROM incoming").fetchone()
     return (int(total[0]) if total else 0), (int(new_row[0]) if new_row else 0)
-
-
-def _record(
-    conn: duckdb.DuckDBPyConnection,
-    run_id: str,
-    source: str,
-    collector: str,
-    uri: str,
-    started: datetime,
-    status: str,
-    rows: int | None,
-    error: str | None,
-    notes: list[str],
-) -> None:
-    conn.execute(
-        """
-        INSERT INTO ingest_runs (run_id, source, collector, uri, rows, started_at, finished_at,
-                                 status, error, notes)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """,
-        [run_id, source, collector, uri, rows, started, datetime.now(UTC), status, error, notes],
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -39,3 +40,27 @@ def transaction(conn: duckdb.DuckDBPyConnection, refused: str) -> Iterator[None]
         if isinstance(exc, duckdb.Error):
             raise IngestError(f"{refused}: {exc}") from None
         raise
+
+
+def record_run(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    source: str,
+    collector: str,
+    uri: str,
+    started: datetime,
+    status: str,
+    rows: int | None,
+    error: str | None,
+    notes: list[str],
+) -> None:
+    """One `ingest_runs` row for a run that has no billing periods or window (events,
+    inventory): who ran what, when, how it ended."""
+    conn.execute(
+        """
+        INSERT INTO ingest_runs (run_id, source, collector, uri, rows, started_at, finished_at,
+                                 status, error, notes)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [run_id, source, collector, uri, rows, started, datetime.now(UTC), status, error, notes],
+    )

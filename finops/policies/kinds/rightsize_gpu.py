@@ -21,6 +21,7 @@ from finops.policies.facts import (
     Window,
     as_decimal,
     cluster_nodes_sql,
+    latest_prices,
     majority_tags,
 )
 from finops.policies.model import Decision, Finding, Policy, Subject
@@ -60,17 +61,6 @@ def headroom_risk(headroom: float) -> Literal["low", "medium", "high"]:
     if headroom > 0.5:
         return "low"
     return "medium" if headroom >= 0.3 else "high"
-
-
-def _prices(ctx: Context) -> dict[tuple[str, str, str], Decimal]:
-    """Newest hourly price per (region, type, purchase option)."""
-    rows = ctx.conn.sql(
-        """
-        SELECT region, instance_type, purchase_option, arg_max(hourly_price, as_of)
-        FROM prices GROUP BY ALL
-        """
-    ).fetchall()
-    return {(r[0], r[1], r[2]): as_decimal(r[3]) for r in rows}
 
 
 @register("rightsize-gpu", RightsizeParams)
@@ -113,7 +103,7 @@ def evaluate(ctx: Context, policy: Policy, params: RightsizeParams) -> list[Deci
         """,
         params=[window.start, window.end, window.start, window.end],
     ).fetchall()
-    prices = _prices(ctx)
+    prices = latest_prices(ctx)
     ladder = {step.from_type: step for step in params.ladder}
     decisions: list[Decision] = []
     for (
@@ -164,9 +154,9 @@ def evaluate(ctx: Context, policy: Policy, params: RightsizeParams) -> list[Deci
         current = (as_decimal(cost) - as_decimal(committed)) / hours if hours else Decimal(0)
         target = next(
             (
-                prices[(region, step.to_type, option)]
+                prices[(provider, region, step.to_type, option)][0]
                 for option in ("OnDemand", "OnDemand (list)")
-                if (region, step.to_type, option) in prices
+                if (provider, region, step.to_type, option) in prices
             ),
             None,
         )

@@ -33,7 +33,7 @@ from pydantic import Field
 from finops.analytics.chargeback import parse_dimensions
 from finops.analytics.gpu import gpu_usage
 from finops.errors import PolicyError
-from finops.policies.facts import Window, as_decimal
+from finops.policies.facts import Prices, Window, as_decimal, latest_prices
 from finops.policies.model import Decision, Finding, Policy, Subject
 from finops.policies.registry import Context, KindParams, register
 
@@ -45,8 +45,6 @@ _RISK: dict[str, Literal["low", "medium", "high"]] = {
     "15-20%": "high",
     ">20%": "high",
 }
-_PROVIDER_SOURCES = ("aws-spot", "aws-price-list", "gcp-catalog")
-"""Price sources that ask the provider; prices observed in billing come after them."""
 
 
 class SpotShiftParams(KindParams):
@@ -182,21 +180,6 @@ def _capacity(ctx: Context, window: Window) -> list[Capacity]:
     ]
 
 
-def _prices(ctx: Context) -> dict[tuple[str, str, str, str], tuple[Decimal, str, date]]:
-    """The newest hourly price per (provider, region, type, purchase option), provider
-    sources before prices observed in billing."""
-    rows = ctx.conn.sql(
-        """
-        SELECT provider, region, instance_type, purchase_option,
-               arg_max(hourly_price, (as_of, list_contains(?, source))),
-               arg_max(source, (as_of, list_contains(?, source))), max(as_of)
-        FROM prices GROUP BY ALL
-        """,
-        params=[list(_PROVIDER_SOURCES), list(_PROVIDER_SOURCES)],
-    ).fetchall()
-    return {(r[0], r[1], r[2], r[3]): (as_decimal(r[4]), r[5], r[6]) for r in rows}
-
-
 def _deadlines(params: SpotShiftParams, policy_dir: Path | None) -> dict[str, date]:
     """Deadlines per group from `deadlines_file` (none when the policy names no file)."""
     if not params.deadlines_file:
@@ -237,7 +220,7 @@ def _to_spot(
     capacity: Capacity,
     params: SpotShiftParams,
     window: Window,
-    prices: dict[tuple[str, str, str, str], tuple[Decimal, str, date]],
+    prices: Prices,
     policy: Policy,
 ) -> Decision:
     label = f"{capacity.group} {capacity.instance_type} ({capacity.region})"
@@ -296,7 +279,7 @@ def _to_on_demand(
     capacity: Capacity,
     params: SpotShiftParams,
     window: Window,
-    prices: dict[tuple[str, str, str, str], tuple[Decimal, str, date]],
+    prices: Prices,
     deadlines: dict[str, date],
     saturation: dict[str, float],
     ctx: Context,
@@ -363,7 +346,7 @@ def _to_on_demand(
 def evaluate(ctx: Context, policy: Policy, params: SpotShiftParams) -> list[Decision]:
     """On-demand capacity running interruptible work -> Spot, and Spot at risk -> on-demand."""
     window = Window.ending(ctx.now, params.lookback_days)
-    prices = _prices(ctx)
+    prices = latest_prices(ctx)
     deadlines = _deadlines(params, ctx.policy_dir)
     usage = gpu_usage(ctx.conn, window.period, "cluster", ctx.attribution)
     saturation = dict(
