@@ -123,12 +123,10 @@ def save_findings(
             before = existing.get(rid)
             event, state, state_reason = reconcile(before, finding, now, reopen_factor)
             savings = finding.monthly_savings.quantize(Decimal("0.0000000001"))
-            _write(conn, rid, p, finding, savings, state, state_reason, before, now, currency)
-            if event == "unchanged":
-                conn.execute(
-                    "UPDATE recommendations SET updated_at = ? WHERE rec_id = ?",
-                    [before["updated_at"], rid],
-                )
+            updated = before["updated_at"] if event == "unchanged" and before else now
+            _write(
+                conn, rid, p, finding, savings, state, state_reason, before, now, updated, currency
+            )
             if event in ("created", "reopened", "snooze-ended", "updated"):
                 _history(
                     conn,
@@ -187,6 +185,7 @@ def _write(
     state_reason: str | None,
     before: dict[str, Any] | None,
     now: datetime,
+    updated_at: datetime,
     currency: str,
 ) -> None:
     conn.execute("DELETE FROM recommendations WHERE rec_id = ?", [rid])
@@ -220,7 +219,7 @@ def _write(
             True,
             before["first_seen_at"] if before else now,
             now,
-            now,
+            updated_at,
             before["applied_at"] if before else None,
         ],
     )

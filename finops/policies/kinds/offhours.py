@@ -194,12 +194,13 @@ def _decide(
     schedule = schedule_from_pattern(busy, zone)
     if schedule is None:
         return Decision.keep(f"{cluster}: never busy in {window.days} days (an idle-cluster case)")
-    inside = [
+    outside = [
         r
         for r in rows
-        if not r[2] and r[0] in schedule.days and schedule.start.hour <= r[1] < _stop_hour(schedule)
+        if r[2]
+        or r[0] not in schedule.days
+        or not schedule.start.hour <= r[1] < _stop_hour(schedule)
     ]
-    outside = [r for r in rows if r not in inside]
     off_hours = sum(r[3] for r in outside)
     off_busy = sum(r[4] for r in outside)
     saved = sum((as_decimal(r[5]) for r in outside), Decimal(0))
