@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from finops.analytics.chargeback import Allocation, allocate, allocation_coverage, period_total
+from finops.analytics.chargeback import (
+    Allocation,
+    allocate,
+    allocation_coverage,
+    allocation_history,
+    allocation_lines,
+    period_total,
+)
+from finops.analytics.forecast import forecast_variance
 from finops.config import load_config
 from finops.periods import parse_period
 from finops.warehouse import Warehouse
@@ -46,6 +54,32 @@ def test_allocated_plus_unallocated_is_the_bill_every_month_and_quarter(
         assert (
             coverage["direct"] + coverage["shared"] + coverage["idle"] + coverage["unallocated"]
             == coverage["bill"]
+        )
+
+
+@pytest.mark.slow
+def test_each_month_is_allocated_on_its_own_so_the_history_serves_every_period(
+    demo_warehouse: Warehouse,
+) -> None:
+    """What the app relies on: a month's or quarter's lines are the history's rows of its
+    months, so the allocation is computed once for all of them."""
+    allocation = Allocation.from_config(load_config(REPO))
+    with demo_warehouse.reader() as conn:
+        history = allocation_history(conn, allocation)
+        assert sorted({m.strftime("%Y-%m") for m in history["month"].to_pylist()}) == list(MONTHS)
+        for text in (*MONTHS, "2026-Q3"):
+            period = parse_period(text)
+            own = allocation_lines(conn, period, allocation)
+            assert own.num_rows > 0
+            assert allocate(conn, period, allocation, lines=history) == allocate(
+                conn, period, allocation
+            ), text
+            assert allocation_coverage(
+                conn, period, allocation, lines=history
+            ) == allocation_coverage(conn, period, allocation), text
+        september = parse_period("2026-09")
+        assert forecast_variance(conn, september, allocation, lines=history) == forecast_variance(
+            conn, september, allocation
         )
 
 

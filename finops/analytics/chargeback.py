@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Literal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from finops.analytics.gpu import UNALLOCATED as GPU_UNALLOCATED
 from finops.analytics.gpu import GpuAttribution, gpu_hours_by_team
 from finops.config import AllocationSettings, Config, SharedCostRule, SharedCostScope, Team
 from finops.errors import ConfigError
-from finops.periods import Period, quarter_containing
+from finops.periods import Period, add_months, quarter_containing
 
 CostBasis = Literal["billed", "effective"]
 COST_COLUMN: dict[str, str] = {"billed": "BilledCost", "effective": "EffectiveCost"}
@@ -483,6 +485,63 @@ def allocation_lines(
     return lines.set_column(lines.schema.get_field_index("rule_index"), "rule", names)
 
 
+def history_span(conn: duckdb.DuckDBPyConnection, until: date | None = None) -> Period | None:
+    """Every billing month the warehouse holds (up to `until`), as one month-kind period;
+    None when it holds no cost rows."""
+    rows = conn.execute(
+        """
+        SELECT CAST(min(date_trunc('month', "BillingPeriodStart")) AS DATE),
+               CAST(max(date_trunc('month', "BillingPeriodStart")) AS DATE)
+        FROM cost_resolved
+        """
+    ).fetchall()
+    first, last = rows[0]
+    if first is None:
+        return None
+    end = add_months(last, 1) if until is None else until
+    return Period(f"{first:%Y-%m}..{end:%Y-%m}", "month", first, max(end, first))
+
+
+def allocation_history(
+    conn: duckdb.DuckDBPyConnection,
+    allocation: Allocation,
+    *,
+    cost: CostBasis = "effective",
+    until: date | None = None,
+) -> pa.Table:
+    """`allocation_lines` of every billing month held (before `until`), in one pass.
+
+    Each month is allocated on its own (its rules' pools, weights and splits are that
+    month's), so a month's or quarter's lines are these lines' rows for its months: pass
+    them as `lines=` to `allocate`, `allocation_coverage` or the forecasts to compute the
+    allocation once for several figures.
+    """
+    span = history_span(conn, until)
+    if span is None:
+        span = Period("none", "month", date(1970, 1, 1), date(1970, 1, 1))
+    return allocation_lines(conn, span, allocation, cost=cost)
+
+
+def lines_for(
+    conn: duckdb.DuckDBPyConnection,
+    period: Period,
+    allocation: Allocation,
+    cost: CostBasis,
+    lines: pa.Table | None,
+) -> pa.Table:
+    """The period's allocation lines: its months' rows of `lines` (which must span them,
+    on the same cost basis), else computed. A date range selects rows by charge period, not
+    by billing month, so its lines are always computed."""
+    if lines is None or period.kind == "range":
+        return allocation_lines(conn, period, allocation, cost=cost)
+    month = lines["month"]
+    inside = pc.and_(
+        pc.greater_equal(month, pa.scalar(period.start, pa.date32())),
+        pc.less(month, pa.scalar(period.end, pa.date32())),
+    )
+    return lines.filter(inside)
+
+
 _LINES_SQL = """
     WITH labelled AS (
         SELECT CAST(date_trunc('month', b.billing_period_start) AS DATE) AS month,
@@ -631,6 +690,7 @@ def allocate(
     by: Hierarchy = "team",
     grain: Grain = "period",
     cost: CostBasis = "effective",
+    lines: pa.Table | None = None,
 ) -> pa.Table:
     """Charge-back with allocation: per reporting bucket (month, fiscal quarter or the whole
     period) and team, cost centre or business unit, its direct and shared cost.
@@ -639,11 +699,11 @@ def allocate(
     cost (rounded to the cent for display), share (% of the bucket's bill) and exact_cost.
     The `(unallocated)` and `(idle)` rows keep their labels at every level; a team
     finops.yaml does not list rolls up to `(no cost centre)` / `(no business unit)`.
-    Every bucket's rows add up to its bill exactly.
+    Every bucket's rows add up to its bill exactly. `lines`: see `lines_for`.
     """
     if by not in HIERARCHY:
         raise ConfigError(f"--by {by!r}: allocation groups by one of {', '.join(HIERARCHY)}")
-    lines = allocation_lines(conn, period, allocation, cost=cost)
+    lines = lines_for(conn, period, allocation, cost, lines)
     buckets = _bucket_labels(lines, period, allocation, grain)
     groups = _group_names(allocation, by)
     column = by.replace("-", "_")
@@ -698,8 +758,9 @@ def allocation_coverage(
     `coverage_pct` is the share of the bill attributed directly (tag or account);
     `allocated_pct` adds what rules split among teams; `untagged` is what direct attribution
     found no team for (before rules), so `untagged_pct` is the FinOps untagged share.
+    `lines`: see `lines_for`.
     """
-    lines = lines if lines is not None else allocation_lines(conn, period, allocation, cost=cost)
+    lines = lines_for(conn, period, allocation, cost, lines)
     untagged = _untagged_by_month(conn, period, allocation, cost)
     buckets = _bucket_labels(lines, period, allocation, grain)
     conn.register("allocated_lines", lines)

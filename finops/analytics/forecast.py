@@ -25,7 +25,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from finops.analytics.chargeback import Allocation, CostBasis, allocation_lines
+from finops.analytics.chargeback import Allocation, CostBasis, history_span, lines_for
 from finops.periods import Period, add_months
 
 Z_80 = 1.2816
@@ -94,13 +94,14 @@ def monthly_series(
     first: date,
     end: date,
     cost: CostBasis = "effective",
+    lines: pa.Table | None = None,
 ) -> pa.Table:
-    """Allocated cost per billing month in [first, end) and team (month, team, amount)."""
+    """Allocated cost per billing month in [first, end) and team (month, team, amount).
+    `lines`: allocation lines spanning those months (`allocation_history`), else computed."""
     # A month-kind period spanning several months selects by BillingPeriodStart, as a
     # month or quarter does.
     span = Period(f"{first:%Y-%m}..{end:%Y-%m}", "month", first, end)
-    lines = allocation_lines(conn, span, allocation, cost=cost)
-    conn.register("forecast_lines", lines)
+    conn.register("forecast_lines", lines_for(conn, span, allocation, cost, lines))
     try:
         return conn.sql(
             "SELECT month, recipient AS team, sum(amount) AS amount FROM forecast_lines "
@@ -111,10 +112,8 @@ def monthly_series(
 
 
 def history_start(conn: duckdb.DuckDBPyConnection) -> date | None:
-    rows = conn.execute(
-        "SELECT CAST(min(date_trunc('month', \"BillingPeriodStart\")) AS DATE) FROM cost_resolved"
-    ).fetchall()
-    return rows[0][0] if rows else None
+    span = history_span(conn)
+    return None if span is None else span.start
 
 
 def _months(first: date, end: date) -> list[date]:
@@ -186,14 +185,15 @@ def forecast(
     *,
     now: datetime,
     cost: CostBasis = "effective",
+    lines: pa.Table | None = None,
 ) -> pa.Table:
     """Per team: the period's (month's or quarter's) allocated spend, actual so far and
-    forecast to its end with an 80% interval."""
+    forecast to its end with an 80% interval. `lines`: see `monthly_series`."""
     first = history_start(conn)
     if first is None:
         return pa.table({"team": pa.array([], pa.string())})
     end = max(period.end, add_months(date(now.year, now.month, 1), 1))
-    series = monthly_series(conn, allocation, first, end, cost)
+    series = monthly_series(conn, allocation, first, end, cost, lines)
     return forecast_table(series, period, now)
 
 
@@ -203,13 +203,15 @@ def forecast_variance(
     allocation: Allocation,
     *,
     cost: CostBasis = "effective",
+    lines: pa.Table | None = None,
 ) -> pa.Table:
     """Per team and in total: the period's actual against the forecast made at its start
-    (from the complete months before it); variance_pct = (actual - forecast) / forecast."""
+    (from the complete months before it); variance_pct = (actual - forecast) / forecast.
+    `lines`: see `monthly_series`."""
     first = history_start(conn)
     if first is None or first >= period.start:
         return pa.table({"team": pa.array([], pa.string())})
-    series = monthly_series(conn, allocation, first, period.end, cost)
+    series = monthly_series(conn, allocation, first, period.end, cost, lines)
     conn.register("variance_series", series)
     try:
         # The organisation's total as one more series, and each series' actual in the period.

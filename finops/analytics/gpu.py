@@ -24,6 +24,8 @@ instances that sent no samples.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -132,15 +134,25 @@ def _namespace_team(attribution: GpuAttribution) -> tuple[str, list[object]]:
     return f"coalesce(CASE ns {whens} END, {named})", pairs + params
 
 
-def gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, list[object]]:
+def gpu_hours_sql(
+    period: Period, attribution: GpuAttribution, clusters: tuple[str, ...] = ()
+) -> tuple[str, list[object]]:
     """One row per GPU-hour (or per team share of one) with its cluster, team and cost:
     hour, node, gpu_uuid, gpu_index, model, resource_id, cluster, team, gpu_hours,
-    mean_util_pct, idle, cost. `gpu_usage` groups it; policies read it directly."""
+    mean_util_pct, idle, cost. `gpu_usage` groups it; policies read it directly.
+
+    `clusters`: only GPU-hours that may belong to these (their sample names one of them or
+    none), read before anything is joined; the caller still selects on `cluster`."""
     cluster_tag, cluster_params = _first_tag(attribution.cluster_tag_keys)
     team_tag, team_tag_params = _first_tag(attribution.allocation.tag_keys)
     tag_team, tag_team_params = _team_name(team_tag, team_tag_params, attribution)
     namespace_team, namespace_params = _namespace_team(attribution)
     instance, instance_params = _instance_sql(attribution)
+    sample_clusters = (
+        f"AND (h.cluster IS NULL OR h.cluster IN ({', '.join('?' for _ in clusters)}))"
+        if clusters
+        else ""
+    )
     sql = f"""
         WITH by_dns AS (
             SELECT private_dns AS key, any_value(resource_id) AS resource_id
@@ -161,14 +173,19 @@ def gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, lis
             LEFT JOIN by_dns ON by_dns.key = h.node
             LEFT JOIN by_node ON by_node.key = h.node
             LEFT JOIN by_name ON by_name.key = h.node
-            WHERE h.hour >= ? AND h.hour < ?
+            WHERE h.hour >= ? AND h.hour < ? {sample_clusters}
         ),
         node_gpus AS (
             SELECT rid, hour, count(*) AS gpus FROM hours WHERE rid IS NOT NULL GROUP BY ALL
         ),
         charges AS (
-            SELECT c."ResourceId" AS rid, c."ChargePeriodStart" AS starts,
-                   c."ChargePeriodEnd" AS ends, c."x_TagSetId" AS tag_set_id,
+            SELECT c."ResourceId" AS rid, c."x_TagSetId" AS tag_set_id,
+                   -- Every whole hour the charge covers within the period, so that an
+                   -- instance-hour finds its charges by equality rather than by range.
+                   unnest(range(
+                       greatest(date_trunc('hour', c."ChargePeriodStart" - INTERVAL 1 MICROSECOND)
+                                + INTERVAL 1 HOUR, ?),
+                       least(c."ChargePeriodEnd", ?), INTERVAL 1 HOUR)) AS hour,
                    -- A row billing the hours an instance ran (a dev node's 9 hours of a
                    -- day) costs that per hour it ran; any other charge is spread evenly.
                    CASE WHEN c."PricingUnit" = 'Hours' AND c."PricingQuantity" > 0
@@ -180,101 +197,151 @@ def gpu_hours_sql(period: Period, attribution: GpuAttribution) -> tuple[str, lis
                    END AS per_hour
             FROM cost_resolved c
             WHERE c."ChargeCategory" = 'Usage'
-              AND c."ResourceId" IN (SELECT rid FROM hours)
+              AND c."ResourceId" IN (SELECT rid FROM node_gpus)
               AND c."ChargePeriodEnd" > ? AND c."ChargePeriodStart" < ?
         ),
-        priced AS (
-            SELECT h.hour, h.node, h.gpu_uuid, h.gpu_index, h.model, h.rid,
-                   h.cluster AS sample_cluster, h.namespaces, h.mean_util_pct, h.idle,
-                   sum(c.per_hour) AS node_cost, any_value(c.tag_set_id) AS tag_set_id
-            FROM hours h
-            LEFT JOIN charges c ON c.rid = h.rid AND h.hour >= c.starts AND h.hour < c.ends
+        -- Each instance-hour is priced once (not once per GPU), then shared by its GPUs.
+        node_hours AS (
+            SELECT n.rid, n.hour, n.gpus, sum(c.per_hour) AS node_cost,
+                   any_value(c.tag_set_id) AS tag_set_id
+            FROM node_gpus n
+            JOIN charges c ON c.rid = n.rid AND c.hour = n.hour
             GROUP BY ALL
         ),
+        -- Tag and namespace rules run once per distinct tag set and namespace, not per row.
+        set_labels AS (
+            SELECT tag_set_id, {cluster_tag} AS tag_cluster, {tag_team} AS tag_team
+            FROM tag_sets ts
+            WHERE tag_set_id IN (SELECT tag_set_id FROM node_hours)
+        ),
+        namespace_teams AS (
+            SELECT ns, {namespace_team} AS ns_team
+            FROM (SELECT DISTINCT unnest(namespaces) AS ns FROM hours)
+        ),
         attributed AS (
-            SELECT p.*, p.node_cost / n.gpus AS gpu_cost,
-                   coalesce(p.sample_cluster, r.cluster, {cluster_tag},
-                            CASE WHEN p.node_cost IS NULL THEN '{UNMATCHED}' END, '{NO_CLUSTER}')
+            SELECT h.hour, h.node, h.gpu_uuid, h.gpu_index, h.model, h.rid,
+                   h.mean_util_pct, h.idle, n.node_cost, n.node_cost / n.gpus AS gpu_cost,
+                   coalesce(h.cluster, r.cluster, l.tag_cluster,
+                            CASE WHEN n.node_cost IS NULL THEN '{UNMATCHED}' END, '{NO_CLUSTER}')
                        AS cluster,
-                   {tag_team} AS tag_team,
-                   greatest(len(coalesce(p.namespaces, [])), 1) AS shares,
-                   unnest(CASE WHEN len(coalesce(p.namespaces, [])) > 0 THEN p.namespaces
+                   l.tag_team,
+                   greatest(len(coalesce(h.namespaces, [])), 1) AS shares,
+                   unnest(CASE WHEN len(coalesce(h.namespaces, [])) > 0 THEN h.namespaces
                                ELSE [NULL] END) AS ns
-            FROM priced p
-            LEFT JOIN node_gpus n ON n.rid = p.rid AND n.hour = p.hour
+            FROM hours h
+            LEFT JOIN node_hours n ON n.rid = h.rid AND n.hour = h.hour
             LEFT JOIN (SELECT resource_id, any_value(cluster) AS cluster FROM resources GROUP BY 1) r
-              ON r.resource_id = p.rid
-            LEFT JOIN tag_sets ts ON ts.tag_set_id = p.tag_set_id
+              ON r.resource_id = h.rid
+            LEFT JOIN set_labels l ON l.tag_set_id = n.tag_set_id
         )
-        SELECT hour, node, gpu_uuid, gpu_index, model, rid AS resource_id, cluster,
-               CASE WHEN node_cost IS NULL THEN '{UNMATCHED}'
-                    WHEN ns IS NOT NULL THEN {namespace_team}
-                    ELSE coalesce(tag_team, '{UNALLOCATED}') END AS team,
-               1.0 / shares AS gpu_hours, mean_util_pct, idle, gpu_cost / shares AS cost
-        FROM attributed
+        SELECT a.hour, a.node, a.gpu_uuid, a.gpu_index, a.model, a.rid AS resource_id, a.cluster,
+               CASE WHEN a.node_cost IS NULL THEN '{UNMATCHED}'
+                    WHEN a.ns IS NOT NULL THEN t.ns_team
+                    ELSE coalesce(a.tag_team, '{UNALLOCATED}') END AS team,
+               1.0 / a.shares AS gpu_hours, a.mean_util_pct, a.idle, a.gpu_cost / a.shares AS cost
+        FROM attributed a
+        LEFT JOIN namespace_teams t ON t.ns = a.ns
     """
-    params: list[object] = [*instance_params, period.start_ts, period.end_ts]
-    params += [period.start_ts, period.end_ts]
+    params: list[object] = [*instance_params, period.start_ts, period.end_ts, *clusters]
+    params += [period.start_ts, period.end_ts, period.start_ts, period.end_ts]
     params += cluster_params + tag_team_params + namespace_params
     return sql, params
 
 
+@contextmanager
+def _gpu_hours_from(
+    conn: duckdb.DuckDBPyConnection,
+    period: Period,
+    attribution: GpuAttribution,
+    hours: pa.Table | None,
+) -> Iterator[tuple[str, list[object]]]:
+    """What to select GPU-hours from: `hours` (the period's `gpu_hours_sql` rows, fetched
+    once for several questions) or that query itself, with its parameters."""
+    if hours is None:
+        inner, params = gpu_hours_sql(period, attribution)
+        yield f"({inner})", params
+        return
+    conn.register("fetched_gpu_hours", hours)
+    try:
+        yield "fetched_gpu_hours", []
+    finally:
+        conn.unregister("fetched_gpu_hours")
+
+
+def gpu_hours(
+    conn: duckdb.DuckDBPyConnection, period: Period, attribution: GpuAttribution
+) -> pa.Table:
+    """The period's GPU-hours with their cluster, team and cost (`gpu_hours_sql`), fetched:
+    pass them as `hours=` to answer several groupings with one join."""
+    sql, params = gpu_hours_sql(period, attribution)
+    return conn.sql(sql, params=params).to_arrow_table()
+
+
 def gpu_usage(
-    conn: duckdb.DuckDBPyConnection, period: Period, by: str, attribution: GpuAttribution
+    conn: duckdb.DuckDBPyConnection,
+    period: Period,
+    by: str,
+    attribution: GpuAttribution,
+    hours: pa.Table | None = None,
 ) -> pa.Table:
     """GPU-hours, utilisation, idle GPU-hours and their cost per group, largest cost first.
 
     `p95_util_pct` is the 95th percentile of the group's hourly GPU utilisations: 95% of
     its GPU-hours ran at or below it. By `cluster,hour` this is the per-cluster, per-hour
     view of the fleet (GPUs, mean and p95 utilisation, idle GPU-hours, cost, idle cost).
+    `hours`: the period's `gpu_hours` rows, when already fetched.
     """
     groups = [g.strip() for g in by.split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPINGS]
     if not groups or unknown:
         raise ConfigError(f"--by {by!r}: use one or more of {', '.join(GROUPINGS)}")
-    inner, params = gpu_hours_sql(period, attribution)
     keys = ", ".join(f'{GROUPINGS[g]} AS "{g}"' for g in groups)
     names = ", ".join(f'"{g}"' for g in groups)
-    sql = f"""
-        SELECT {keys},
-               count(DISTINCT coalesce(gpu_uuid, node || '/' || gpu_index)) AS gpus,
-               round(sum(gpu_hours), 2) AS gpu_hours,
-               round(sum(mean_util_pct * gpu_hours) / nullif(sum(gpu_hours), 0), 1) AS mean_util_pct,
-               round(quantile_cont(mean_util_pct, 0.95), 1) AS p95_util_pct,
-               round(sum(gpu_hours) FILTER (WHERE idle), 2) AS idle_gpu_hours,
-               round(100 * coalesce(sum(gpu_hours) FILTER (WHERE idle), 0) / nullif(sum(gpu_hours), 0), 1)
-                   AS idle_pct,
-               round(sum(cost), 2) AS cost,
-               round(coalesce(sum(cost) FILTER (WHERE idle), 0), 2) AS idle_cost
-        FROM ({inner}) AS gpu_hours
-        GROUP BY ALL
-        ORDER BY cost DESC NULLS LAST, {names}
-    """
-    return conn.sql(sql, params=params).to_arrow_table()
+    with _gpu_hours_from(conn, period, attribution, hours) as (source, params):
+        sql = f"""
+            SELECT {keys},
+                   count(DISTINCT coalesce(gpu_uuid, node || '/' || gpu_index)) AS gpus,
+                   round(sum(gpu_hours), 2) AS gpu_hours,
+                   round(sum(mean_util_pct * gpu_hours) / nullif(sum(gpu_hours), 0), 1) AS mean_util_pct,
+                   round(quantile_cont(mean_util_pct, 0.95), 1) AS p95_util_pct,
+                   round(sum(gpu_hours) FILTER (WHERE idle), 2) AS idle_gpu_hours,
+                   round(100 * coalesce(sum(gpu_hours) FILTER (WHERE idle), 0) / nullif(sum(gpu_hours), 0), 1)
+                       AS idle_pct,
+                   round(sum(cost), 2) AS cost,
+                   round(coalesce(sum(cost) FILTER (WHERE idle), 0), 2) AS idle_cost
+            FROM {source} AS gpu_hours
+            GROUP BY ALL
+            ORDER BY cost DESC NULLS LAST, {names}
+        """
+        return conn.sql(sql, params=params).to_arrow_table()
 
 
 def unmatched_gpu_instances(
-    conn: duckdb.DuckDBPyConnection, period: Period, attribution: GpuAttribution
+    conn: duckdb.DuckDBPyConnection,
+    period: Period,
+    attribution: GpuAttribution,
+    hours: pa.Table | None = None,
 ) -> pa.Table:
-    """Billed GPU instances (by instance type) that sent no GPU samples in the period."""
-    reporting, params = gpu_hours_sql(period, attribution)
-    sql = f"""
-        SELECT "ResourceId" AS resource_id, any_value("x_InstanceType") AS instance_type,
-               any_value("ProviderName") AS provider, round(sum("EffectiveCost"), 2) AS cost
-        FROM cost_resolved
-        WHERE "ChargeCategory" = 'Usage' AND "ResourceId" IS NOT NULL
-          AND "CommitmentDiscountStatus" IS DISTINCT FROM 'Unused'
-          AND regexp_matches(coalesce("x_InstanceType", ''), ?)
-          AND "ChargePeriodEnd" > ? AND "ChargePeriodStart" < ?
-          AND "ResourceId" NOT IN (
-              SELECT resource_id FROM ({reporting}) WHERE resource_id IS NOT NULL
-          )
-        GROUP BY 1
-        ORDER BY cost DESC, resource_id
-    """
-    return conn.sql(
-        sql, params=[GPU_INSTANCE_TYPES, period.start_ts, period.end_ts, *params]
-    ).to_arrow_table()
+    """Billed GPU instances (by instance type) that sent no GPU samples in the period.
+    `hours`: the period's `gpu_hours` rows, when already fetched."""
+    with _gpu_hours_from(conn, period, attribution, hours) as (source, params):
+        sql = f"""
+            SELECT "ResourceId" AS resource_id, any_value("x_InstanceType") AS instance_type,
+                   any_value("ProviderName") AS provider, round(sum("EffectiveCost"), 2) AS cost
+            FROM cost_resolved
+            WHERE "ChargeCategory" = 'Usage' AND "ResourceId" IS NOT NULL
+              AND "CommitmentDiscountStatus" IS DISTINCT FROM 'Unused'
+              AND regexp_matches(coalesce("x_InstanceType", ''), ?)
+              AND "ChargePeriodEnd" > ? AND "ChargePeriodStart" < ?
+              AND "ResourceId" NOT IN (
+                  SELECT resource_id FROM {source} WHERE resource_id IS NOT NULL
+              )
+            GROUP BY 1
+            ORDER BY cost DESC, resource_id
+        """
+        return conn.sql(
+            sql, params=[GPU_INSTANCE_TYPES, period.start_ts, period.end_ts, *params]
+        ).to_arrow_table()
 
 
 def gpu_hours_by_team(
@@ -289,7 +356,7 @@ def gpu_hours_by_team(
     namespaces): each namespace's share of a GPU-hour goes to its team. GPU-hours that
     match no billed instance are left out: they carry no cost to split.
     """
-    inner, params = gpu_hours_sql(period, attribution)
+    inner, params = gpu_hours_sql(period, attribution, clusters)
     only = f"AND cluster IN ({', '.join('?' for _ in clusters)})" if clusters else ""
     sql = f"""
         SELECT CAST(date_trunc('month', hour) AS DATE) AS month, cluster, team,
@@ -308,24 +375,26 @@ def gpu_totals(
     period: Period,
     attribution: GpuAttribution,
     team: str | None = None,
+    hours: pa.Table | None = None,
 ) -> dict[str, float | None]:
     """The fleet's GPU-hours, idle GPU-hours, their cost and the mean utilisation, unrounded.
 
     For the FinOps KPIs (idle GPU cost %, GPU utilisation, cost per GPU-hour): the same
-    GPU-hours and costs as `gpu_usage`, summed before any rounding.
+    GPU-hours and costs as `gpu_usage`, summed before any rounding. `hours`: the period's
+    `gpu_hours` rows, when already fetched.
     """
-    inner, params = gpu_hours_sql(period, attribution)
     only = "AND team = ?" if team is not None else ""
-    rows = conn.execute(
-        f"""
-        SELECT sum(gpu_hours), coalesce(sum(gpu_hours) FILTER (WHERE idle), 0),
-               sum(cost), coalesce(sum(cost) FILTER (WHERE idle), 0),
-               sum(mean_util_pct * gpu_hours) / nullif(sum(gpu_hours), 0)
-        FROM ({inner}) AS gpu_hours
-        WHERE team <> '{UNMATCHED}' {only}
-        """,
-        [*params, *([team] if team is not None else [])],
-    ).fetchall()
+    with _gpu_hours_from(conn, period, attribution, hours) as (source, params):
+        rows = conn.execute(
+            f"""
+            SELECT sum(gpu_hours), coalesce(sum(gpu_hours) FILTER (WHERE idle), 0),
+                   sum(cost), coalesce(sum(cost) FILTER (WHERE idle), 0),
+                   sum(mean_util_pct * gpu_hours) / nullif(sum(gpu_hours), 0)
+            FROM {source} AS gpu_hours
+            WHERE team <> '{UNMATCHED}' {only}
+            """,
+            [*params, *([team] if team is not None else [])],
+        ).fetchall()
     names = ("gpu_hours", "idle_gpu_hours", "cost", "idle_cost", "mean_util_pct")
     return {
         name: (None if value is None else float(value))

@@ -30,6 +30,7 @@ from finops.analytics.chargeback import (
     CostBasis,
     _team_sql,
     allocation_coverage,
+    allocation_history,
 )
 from finops.analytics.forecast import forecast_variance
 from finops.analytics.gpu import gpu_totals
@@ -109,9 +110,18 @@ def finops_kpis(
     *,
     team: str | None = None,
     cost: CostBasis = "effective",
+    lines: pa.Table | None = None,
+    gpu_hours: pa.Table | None = None,
 ) -> pa.Table:
-    """The scorecard's FinOps rows: kpi, value, unit, green, amber, status, detail."""
+    """The scorecard's FinOps rows: kpi, value, unit, green, amber, status, detail.
+
+    `lines`: the allocation lines of every month up to the period's end (`allocation_history`);
+    computed once here when not given, for both the coverage and the forecast variance.
+    `gpu_hours`: the period's `finops.analytics.gpu.gpu_hours`, when already fetched.
+    """
     rates = cost_rates(conn, period, allocation, team)
+    if lines is None and period.kind != "range":
+        lines = allocation_history(conn, allocation, cost=cost, until=period.end)
     rows: list[dict[str, object]] = []
 
     def add(
@@ -132,7 +142,9 @@ def finops_kpis(
 
     currency = allocation.reporting_currency
     if team is None:
-        (coverage,) = allocation_coverage(conn, period, allocation, cost=cost).to_pylist() or [None]
+        (coverage,) = allocation_coverage(
+            conn, period, allocation, cost=cost, lines=lines
+        ).to_pylist() or [None]
         if coverage is not None:
             add(
                 "allocation_coverage_pct",
@@ -171,7 +183,7 @@ def finops_kpis(
         f"saved {rates.list_cost - rates.effective_cost:,.2f} of list {rates.list_cost:,.2f}",
     )
     gpu = (
-        gpu_totals(conn, period, allocation.gpu, team)
+        gpu_totals(conn, period, allocation.gpu, team, gpu_hours)
         if allocation.gpu is not None
         else dict.fromkeys(("gpu_hours", "idle_gpu_hours", "cost", "idle_cost", "mean_util_pct"))
     )
@@ -192,7 +204,8 @@ def finops_kpis(
     )
     add("cost_per_gpu_hour", per_hour, currency, "GPU cost / GPU-hours")
     variance = {
-        r["team"]: r for r in forecast_variance(conn, period, allocation, cost=cost).to_pylist()
+        r["team"]: r
+        for r in forecast_variance(conn, period, allocation, cost=cost, lines=lines).to_pylist()
     }
     chosen = variance.get(team or "(total)")
     add(

@@ -8,7 +8,6 @@ filters apply to the direct breakdowns, which are `chargeback` over the filtered
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 import streamlit as st
 
@@ -48,7 +47,7 @@ def rolled_up(allocated: pa.Table, level: str) -> pa.Table:
     )
     missing = "(no cost centre)" if level == "cost_centre" else "(no business unit)"
     known = {t.name for t in config.teams}
-    with duckdb.connect() as conn:
+    with ui.scratch() as conn:
         conn.register("allocated_rows", allocated)
         conn.register("team_groups", groups)
         return conn.sql(
@@ -123,7 +122,7 @@ def _coverage(row: dict, ctx: ui.Context) -> None:
 def _stacked(table: pa.Table, level: str, currency: str) -> object:
     import altair as alt
 
-    with duckdb.connect() as conn:
+    with ui.scratch() as conn:
         conn.register("t", ui.for_display(table))
         long = conn.sql(
             f"""

@@ -30,9 +30,11 @@ import streamlit as st
 from finops.analytics.anomalies import list_anomalies
 from finops.analytics.chargeback import (
     Allocation,
+    CostBasis,
     Dimension,
     allocate,
     allocation_coverage,
+    allocation_history,
     billing_months,
     chargeback,
     parse_dimensions,
@@ -40,7 +42,7 @@ from finops.analytics.chargeback import (
 )
 from finops.analytics.dora import DeliveryScope, dora, load_bands
 from finops.analytics.forecast import forecast, forecast_variance
-from finops.analytics.gpu import GpuAttribution, gpu_usage, unmatched_gpu_instances
+from finops.analytics.gpu import GpuAttribution, gpu_hours, gpu_usage, unmatched_gpu_instances
 from finops.analytics.kpis import finops_kpis
 from finops.analytics.process import adoption, oncall_load
 from finops.analytics.quality import model_quality
@@ -121,8 +123,56 @@ class _ReadersWriter:
 _FILE_ACCESS = _ReadersWriter()
 
 
+_RENDER = threading.local()
+"""The connection the data calls of the page being drawn share (see `one_connection`)."""
+
+
+@contextmanager
+def one_connection() -> Iterator[None]:
+    """While a page is drawn, its data calls share one read-only connection: opened by the
+    first call the cache does not answer, closed when the page is drawn (or before a write).
+
+    A connection's first queries read the file into DuckDB's buffers; sharing it spares
+    each later query that, and the open itself. It is held for one render (a few seconds
+    at most), so an ingest in another process still gets the file between renders.
+    """
+    _RENDER.shared = {}
+    try:
+        yield
+    finally:
+        _release_shared()
+        del _RENDER.shared
+
+
+def _release_shared() -> None:
+    shared = getattr(_RENDER, "shared", {})
+    for stack, _ in shared.values():
+        stack.close()
+    shared.clear()
+
+
 @contextmanager
 def reading(db: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection: the render's shared one (`one_connection`), else its own."""
+    shared: dict[str, tuple[ExitStack, duckdb.DuckDBPyConnection]] | None = getattr(
+        _RENDER, "shared", None
+    )
+    if shared is None:
+        with _open_reader(db) as conn:
+            yield conn
+        return
+    if db not in shared:
+        stack = ExitStack()
+        try:
+            shared[db] = (stack, stack.enter_context(_open_reader(db)))
+        except BaseException:
+            stack.close()
+            raise
+    yield shared[db][1]
+
+
+@contextmanager
+def _open_reader(db: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived read-only connection, re-tried while another process holds the file."""
     wh = Warehouse.from_config(settings(), Path(db))
     with _FILE_ACCESS.reading(), ExitStack() as stack:
@@ -148,6 +198,7 @@ def change_recommendation(
 ) -> dict[str, Any]:
     """The CLI's own state change (`finops.policies.store.change_state`), under the lock."""
     wh = Warehouse.from_config(settings(), Path(db))
+    _release_shared()
     with _FILE_ACCESS.writing():
         return store.change_state(
             wh, rec_id, to_state, actor=actor, now=now, reason=reason, until=until
@@ -250,6 +301,10 @@ def _dimensions(by: tuple[str, ...]) -> list[Dimension]:
     return dims
 
 
+def _basis(cost: str) -> CostBasis:
+    return "billed" if cost == "billed" else "effective"
+
+
 @st.cache_data(show_spinner=False)
 def spend(db: str, marker: str, period_text: str, cost: str, by: tuple[str, ...]) -> pa.Table:
     """`chargeback` by `by` and the filter dimensions (team, provider, environment), so the
@@ -260,7 +315,7 @@ def spend(db: str, marker: str, period_text: str, cost: str, by: tuple[str, ...]
             conn,
             to_period(period_text),
             _dimensions(by),
-            cost="billed" if cost == "billed" else "effective",
+            cost=_basis(cost),
             unallocated_label=config.allocation.unallocated_label,
         )
 
@@ -283,7 +338,7 @@ def spend_trend(
             conn,
             span,
             _dimensions(("month", *by)),
-            cost="billed" if cost == "billed" else "effective",
+            cost=_basis(cost),
             unallocated_label=config.allocation.unallocated_label,
         )
 
@@ -291,15 +346,22 @@ def spend_trend(
 @st.cache_data(show_spinner=False)
 def bill_total(db: str, marker: str, period_text: str, cost: str) -> dict[str, Any]:
     with reading(db) as conn:
-        return period_total(
-            conn, to_period(period_text), "billed" if cost == "billed" else "effective"
-        )
+        return period_total(conn, to_period(period_text), _basis(cost))
+
+
+@st.cache_data(show_spinner=False)
+def history(db: str, marker: str, cost: str) -> pa.Table:
+    """The allocation lines of every month held: the allocation is computed once, and every
+    month's or quarter's allocated, coverage and forecast figures are read from it."""
+    with reading(db) as conn:
+        return allocation_history(conn, Allocation.from_config(settings()), cost=_basis(cost))
 
 
 @st.cache_data(show_spinner=False)
 def allocated(db: str, marker: str, period_text: str, cost: str, grain: str = "period") -> pa.Table:
     """`allocate` by team: direct and shared cost per team, `(unallocated)` and `(idle)`."""
     allocation = Allocation.from_config(settings())
+    lines = history(db, marker, cost)
     with reading(db) as conn:
         return allocate(
             conn,
@@ -307,19 +369,18 @@ def allocated(db: str, marker: str, period_text: str, cost: str, grain: str = "p
             allocation,
             by="team",
             grain=grain,  # type: ignore[arg-type]
-            cost="billed" if cost == "billed" else "effective",
+            cost=_basis(cost),
+            lines=lines,
         )
 
 
 @st.cache_data(show_spinner=False)
 def coverage(db: str, marker: str, period_text: str, cost: str) -> pa.Table:
     allocation = Allocation.from_config(settings())
+    lines = history(db, marker, cost)
     with reading(db) as conn:
         return allocation_coverage(
-            conn,
-            to_period(period_text),
-            allocation,
-            cost="billed" if cost == "billed" else "effective",
+            conn, to_period(period_text), allocation, cost=_basis(cost), lines=lines
         )
 
 
@@ -328,13 +389,10 @@ def team_forecast(db: str, marker: str, period_text: str, cost: str, as_of: date
     """Per team: the period's actual so far and its forecast total (80% interval)."""
     allocation = Allocation.from_config(settings())
     now = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
+    lines = history(db, marker, cost)
     with reading(db) as conn:
         return forecast(
-            conn,
-            to_period(period_text),
-            allocation,
-            now=now,
-            cost="billed" if cost == "billed" else "effective",
+            conn, to_period(period_text), allocation, now=now, cost=_basis(cost), lines=lines
         )
 
 
@@ -342,12 +400,10 @@ def team_forecast(db: str, marker: str, period_text: str, cost: str, as_of: date
 def variance(db: str, marker: str, period_text: str, cost: str) -> pa.Table:
     """The period's actual against the forecast made at its start, per team and `(total)`."""
     allocation = Allocation.from_config(settings())
+    lines = history(db, marker, cost)
     with reading(db) as conn:
         return forecast_variance(
-            conn,
-            to_period(period_text),
-            allocation,
-            cost="billed" if cost == "billed" else "effective",
+            conn, to_period(period_text), allocation, cost=_basis(cost), lines=lines
         )
 
 
@@ -411,17 +467,26 @@ def scheduled_stops(db: str, marker: str, teams: tuple[str, ...] | None, now: da
 
 
 @st.cache_data(show_spinner=False)
+def fleet_hours(db: str, marker: str, period_text: str) -> pa.Table:
+    """The period's GPU-hours with cluster, team and cost: joined once, grouped per view."""
+    with reading(db) as conn:
+        return gpu_hours(conn, to_period(period_text), GpuAttribution.from_config(settings()))
+
+
+@st.cache_data(show_spinner=False)
 def gpu(db: str, marker: str, period_text: str, by: str) -> pa.Table:
     attribution = GpuAttribution.from_config(settings())
+    hours = fleet_hours(db, marker, period_text)
     with reading(db) as conn:
-        return gpu_usage(conn, to_period(period_text), by, attribution)
+        return gpu_usage(conn, to_period(period_text), by, attribution, hours)
 
 
 @st.cache_data(show_spinner=False)
 def silent_gpu_instances(db: str, marker: str, period_text: str) -> pa.Table:
     attribution = GpuAttribution.from_config(settings())
+    hours = fleet_hours(db, marker, period_text)
     with reading(db) as conn:
-        return unmatched_gpu_instances(conn, to_period(period_text), attribution)
+        return unmatched_gpu_instances(conn, to_period(period_text), attribution, hours)
 
 
 # --- scorecard and ROI ----------------------------------------------------------------------
@@ -483,6 +548,8 @@ def process_health(db: str, marker: str, period_text: str) -> dict[str, pa.Table
 @st.cache_data(show_spinner=False)
 def kpis(db: str, marker: str, period_text: str, cost: str, team: str | None) -> pa.Table:
     config = settings()
+    lines = history(db, marker, cost)
+    hours = fleet_hours(db, marker, period_text)
     with reading(db) as conn:
         return finops_kpis(
             conn,
@@ -490,7 +557,9 @@ def kpis(db: str, marker: str, period_text: str, cost: str, team: str | None) ->
             Allocation.from_config(config),
             config.kpi_targets,
             team=team,
-            cost="billed" if cost == "billed" else "effective",
+            cost=_basis(cost),
+            lines=lines,
+            gpu_hours=hours,
         )
 
 

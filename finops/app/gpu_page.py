@@ -4,7 +4,6 @@ GPU-hours and their cost, the busiest and idlest clusters, and attribution gaps.
 from __future__ import annotations
 
 import altair as alt
-import duckdb
 import pyarrow as pa
 import streamlit as st
 
@@ -16,7 +15,7 @@ WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 def heatmap_cells(hourly: pa.Table) -> pa.Table:
     """Mean utilisation (GPU-hour weighted) and idle GPU-hours per weekday and hour of day."""
-    with duckdb.connect() as conn:
+    with ui.scratch() as conn:
         conn.register("hourly", hourly)
         return conn.sql(
             """
@@ -33,7 +32,7 @@ def heatmap_cells(hourly: pa.Table) -> pa.Table:
 
 
 def daily(hourly: pa.Table) -> pa.Table:
-    with duckdb.connect() as conn:
+    with ui.scratch() as conn:
         conn.register("hourly", hourly)
         return conn.sql(
             """

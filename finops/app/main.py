@@ -12,6 +12,7 @@ import streamlit as st
 
 from finops.app import data, ui
 from finops.app.access import NoAccess, Viewer, check_teams, resolve_viewer
+from finops.config import Config
 
 HERE = Path(__file__).parent
 
@@ -47,10 +48,16 @@ def run() -> None:
     wh = data.warehouse()
     ready = wh.path.exists()
     marker = data.last_change(wh) if ready else "none"
+    with data.one_connection():
+        draw(viewer, config, str(wh.path), marker, ready)
+
+
+def draw(viewer: Viewer, config: Config, db: str, marker: str, ready: bool) -> None:
+    """The sidebar and the chosen page."""
     with st.spinner("Reading the warehouse..."):
-        filters = ui.sidebar_filters(viewer, str(wh.path), marker, ready)
+        filters = ui.sidebar_filters(viewer, db, marker, ready)
     st.session_state["_context"] = ui.Context(
-        str(wh.path), marker, viewer, filters, config.reporting_currency
+        db, marker, viewer, filters, config.reporting_currency
     )
     if viewer.mode == "local":
         st.sidebar.caption(

@@ -4,7 +4,6 @@ open anomalies, and savings found against savings realised."""
 from __future__ import annotations
 
 import altair as alt
-import duckdb
 import pyarrow as pa
 import streamlit as st
 
@@ -95,7 +94,7 @@ def _trend(ctx: ui.Context) -> None:
 def movers(now: pa.Table, then: pa.Table, keys: list[str]) -> pa.Table:
     """Spend per `keys` in both periods and its change, largest change (either way) first."""
     group = ", ".join(f'"{k}"' for k in keys)
-    with duckdb.connect() as conn:
+    with ui.scratch() as conn:
         conn.register("spend_now", ui.regroup(now, keys))
         conn.register("spend_then", ui.regroup(then, keys))
         return conn.sql(
