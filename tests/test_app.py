@@ -10,6 +10,7 @@ Debian's chromium. With `FINOPS_SCREENSHOTS=DIR` it saves the pages' screenshots
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from finops.app import ENTRY_POINT
@@ -81,6 +83,67 @@ def test_overview_shows_the_months_spend_on_either_cost_basis(
     assert app.metric[0].value == "150.35 USD"
     app.sidebar.selectbox(key="team").set_value("(unallocated)").run()
     assert app.metric[0].value == "4.66 USD"
+
+
+HOLD_FILE = (
+    "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+    "print('held', flush=True); time.sleep(float(sys.argv[2]))"
+)
+
+
+def hold_warehouse(path: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding the file read-write, as an ingest does, for `seconds`."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_FILE, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def lock_timeout_config(folder: Path, seconds: float) -> Path:
+    """The repository's finops.yaml with another `warehouse.lock_timeout_s`."""
+    folder.mkdir()
+    settings = yaml.safe_load((REPO / "finops.yaml").read_text())
+    settings.setdefault("warehouse", {})["lock_timeout_s"] = seconds
+    (folder / "finops.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    shutil.copytree(REPO / "policies", folder / "policies")
+    return folder
+
+
+@pytest.mark.parametrize("held_s", [1.5, 30.0])
+def test_during_an_ingest_a_page_waits_and_never_shows_a_lock_error(
+    app_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_s: float
+) -> None:
+    """Held briefly, the page waits and shows its figures; held past the bound (three
+    tries of `lock_timeout_s`), it says the warehouse is busy and who holds it."""
+    path = write_csv(tmp_path / "bill.csv", [*MAY_ROWS, *JUNE_ROWS])
+    Warehouse(app_env).ingest_cost(
+        lambda: read_focus(str(path)), source="aws", collector="focus", uri="bill"
+    )
+    monkeypatch.setenv("FINOPS_CONFIG", str(lock_timeout_config(tmp_path / "config", 1.0)))
+    holder = hold_warehouse(app_env, held_s)
+    try:
+        started = time.monotonic()
+        app = AppTest.from_file(str(ENTRY_POINT), default_timeout=60)
+        app.run()
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not app.exception, [e.value for e in app.exception]
+    if held_s < 3:
+        assert waited > 0.5
+        assert app.metric[0].value == "200.99 USD"
+        assert not app.warning
+    else:
+        assert 2.5 < waited < 15
+        (busy,) = app.warning
+        assert busy.value.startswith("The warehouse is busy, most likely with an ingest:")
+        assert f"held by process {holder.pid}" in busy.value
+        assert not app.metric
 
 
 def free_port() -> int:

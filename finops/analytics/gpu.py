@@ -154,7 +154,10 @@ def gpu_hours_sql(
         else ""
     )
     sql = f"""
-        WITH by_dns AS (
+        WITH sampled AS (
+            SELECT * FROM gpu_hourly h WHERE h.hour >= ? AND h.hour < ? {sample_clusters}
+        ),
+        by_dns AS (
             SELECT private_dns AS key, any_value(resource_id) AS resource_id
             FROM resources WHERE private_dns IS NOT NULL GROUP BY 1
         ),
@@ -164,16 +167,17 @@ def gpu_hours_sql(
         ),
         by_name AS (
             SELECT "ResourceName" AS key, any_value("ResourceId") AS resource_id
-            FROM cost_resolved WHERE "ResourceName" IS NOT NULL AND "ResourceId" IS NOT NULL
+            FROM cost_resolved
+            WHERE "ResourceName" IN (SELECT DISTINCT node FROM sampled)
+              AND "ResourceId" IS NOT NULL
             GROUP BY 1
         ),
         hours AS (
             SELECT h.*, {instance} AS rid
-            FROM gpu_hourly h
+            FROM sampled h
             LEFT JOIN by_dns ON by_dns.key = h.node
             LEFT JOIN by_node ON by_node.key = h.node
             LEFT JOIN by_name ON by_name.key = h.node
-            WHERE h.hour >= ? AND h.hour < ? {sample_clusters}
         ),
         node_gpus AS (
             SELECT rid, hour, count(*) AS gpus FROM hours WHERE rid IS NOT NULL GROUP BY ALL
@@ -242,7 +246,7 @@ def gpu_hours_sql(
         FROM attributed a
         LEFT JOIN namespace_teams t ON t.ns = a.ns
     """
-    params: list[object] = [*instance_params, period.start_ts, period.end_ts, *clusters]
+    params: list[object] = [period.start_ts, period.end_ts, *clusters, *instance_params]
     params += [period.start_ts, period.end_ts, period.start_ts, period.end_ts]
     params += cluster_params + tag_team_params + namespace_params
     return sql, params

@@ -13,6 +13,7 @@ import streamlit as st
 from finops.app import data, ui
 from finops.app.access import NoAccess, Viewer, check_teams, resolve_viewer
 from finops.config import Config
+from finops.errors import WarehouseBusyError
 
 HERE = Path(__file__).parent
 
@@ -49,7 +50,14 @@ def run() -> None:
     ready = wh.path.exists()
     marker = data.last_change(wh) if ready else "none"
     with data.one_connection():
-        draw(viewer, config, str(wh.path), marker, ready)
+        try:
+            draw(viewer, config, str(wh.path), marker, ready)
+        except WarehouseBusyError as busy:
+            # Each read already waited behind the spinner; say why instead of a traceback.
+            st.warning(
+                f"The warehouse is busy, most likely with an ingest: {busy}. "
+                "Reload this page when it has finished."
+            )
 
 
 def draw(viewer: Viewer, config: Config, db: str, marker: str, ready: bool) -> None:

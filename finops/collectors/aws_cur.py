@@ -102,8 +102,8 @@ from finops.collectors.scan import (
     Check,
     FileGroup,
     Layout,
-    clean,
     group_by_layout,
+    ident,
     scratch_database,
     sql_string,
     validate_groups,
@@ -453,8 +453,8 @@ class _Plan:
         return name in self.columns
 
     def raw(self, name: str) -> str:
-        header, raw_type = self.columns[name]
-        return clean(header, raw_type, self.group.fmt)
+        """The column as the group's reader yields it (text cleaned of placeholder nulls)."""
+        return ident(self.columns[name][0])
 
     def text(self, name: str) -> str:
         if name not in self.columns:
@@ -713,9 +713,9 @@ def _effective_cost(plan: _Plan, line_type: str, unblended: str, ri_arn: str) ->
 
 def _name_tag(plan: _Plan, tag_columns: list[tuple[str, str, str]]) -> str:
     """The resource's `Name` tag: how the EC2 console names an instance."""
-    for key, header, raw_type in tag_columns:
+    for key, header, _ in tag_columns:
         if key == "Name":
-            return f"CAST({clean(header, raw_type, plan.group.fmt)} AS VARCHAR)"
+            return f"CAST({ident(header)} AS VARCHAR)"
     if not plan.has("resource_tags"):
         return "CAST(NULL AS VARCHAR)"
     value = plan.raw("resource_tags")
@@ -758,9 +758,8 @@ def _tags(plan: _Plan, tag_columns: list[tuple[str, str, str]]) -> str:
         )
     if tag_columns:
         entries = ", ".join(
-            f"{{'key': {sql_string(key)}, "
-            f"'value': CAST({clean(header, raw_type, plan.group.fmt)} AS VARCHAR)}}"
-            for key, header, raw_type in tag_columns
+            f"{{'key': {sql_string(key)}, 'value': CAST({ident(header)} AS VARCHAR)}}"
+            for key, header, _ in tag_columns
         )
         maps.append(f"map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL))")
     if not maps:

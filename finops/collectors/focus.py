@@ -32,8 +32,8 @@ from finops.collectors.scan import (
     Check,
     FileGroup,
     Layout,
-    clean,
     group_by_layout,
+    ident,
     scratch_database,
     sql_string,
     validate_groups,
@@ -158,7 +158,7 @@ def _fill_from_provider(group: FileGroup, mapped: dict[str, tuple[str, str]]) ->
     """Mandatory provider columns that a file leaves out take the provider's name."""
     provider_raw = mapped.get("ProviderName") or mapped.get("ServiceProviderName")
     assert provider_raw is not None
-    provider = _text_expr(provider_raw[0], provider_raw[1], group.fmt)
+    provider = _text_expr(provider_raw[0], provider_raw[1])
     for name in ("ProviderName", "PublisherName", "InvoiceIssuerName"):
         if name not in mapped:
             group.items[name] = provider
@@ -166,18 +166,18 @@ def _fill_from_provider(group: FileGroup, mapped: dict[str, tuple[str, str]]) ->
             group.plan_notes.append(f"{name} absent: filled from {source}")
 
 
-def _text_expr(raw: str, raw_type: str, fmt: str) -> str:
-    cleaned = clean(raw, raw_type, fmt)
-    return cleaned if raw_type == "VARCHAR" else f"CAST({cleaned} AS VARCHAR)"
+def _text_expr(raw: str, raw_type: str) -> str:
+    """The column as text (the group's reader has cleaned text columns already)."""
+    return ident(raw) if raw_type == "VARCHAR" else f"CAST({ident(raw)} AS VARCHAR)"
 
 
 def _plan_column(group: FileGroup, name: str, raw: str, raw_type: str) -> None:
     column = COLUMNS_BY_NAME.get(name)
     if column is None:
-        group.items[name] = clean(raw, raw_type, group.fmt)
+        group.items[name] = ident(raw)
         group.extra_columns[name] = raw_type
         return
-    value = clean(raw, raw_type, group.fmt)
+    value = ident(raw)
     expr = _PLANNERS[column.kind](group, column, value, raw_type)
     if name in REQUIRED_COLUMNS or name in ("ProviderName", "ServiceProviderName"):
         group.checks.append(

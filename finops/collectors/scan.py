@@ -83,18 +83,36 @@ class FileGroup:
     def fmt(self) -> str:
         return self.layout.fmt
 
-    def reader(self, files: tuple[Path, ...] | None = None, *, filename: bool = True) -> str:
+    def reader(
+        self,
+        files: tuple[Path, ...] | None = None,
+        *,
+        filename: bool = True,
+        row_numbers: bool = False,
+    ) -> str:
+        """The files as a relation whose text columns are already cleaned (`cleaned`): each
+        placeholder null is turned into NULL once, however many expressions read it."""
         paths = ", ".join(sql_string(str(p)) for p in (files or self.files))
         flag = ", filename = true" if filename else ""
         if self.fmt == "parquet":
-            return f"read_parquet([{paths}], union_by_name = true{flag})"
-        # The header was read already: naming the columns spares DuckDB sniffing every file.
-        columns = ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name, _ in self.layout.columns)
-        return (
-            f"read_csv([{paths}], header = true, auto_detect = false, "
-            f"delim = {sql_string(self.layout.delimiter)}, quote = '\"', escape = '\"', "
-            f"columns = {{{columns}}}{flag})"
-        )
+            numbers = ", file_row_number = true" if row_numbers else ""
+            table = f"read_parquet([{paths}], union_by_name = true{flag}{numbers})"
+        else:
+            # The header was read already: naming the columns spares DuckDB sniffing every file.
+            columns = ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name, _ in self.layout.columns)
+            table = (
+                f"read_csv([{paths}], header = true, auto_detect = false, "
+                f"delim = {sql_string(self.layout.delimiter)}, quote = '\"', escape = '\"', "
+                f"columns = {{{columns}}}{flag})"
+            )
+        texts = [
+            f"{cleaned(name, self.fmt)} AS {ident(name)}"
+            for name, raw_type in self.layout.columns
+            if raw_type == "VARCHAR"
+        ]
+        if not texts:
+            return table
+        return f"(SELECT * REPLACE ({', '.join(texts)}) FROM {table})"
 
     def select_sql(self) -> str:
         columns = ", ".join(f"{expr} AS {ident(name)}" for name, expr in self.items.items())
@@ -179,11 +197,10 @@ def _csv_layout(local: LocalFiles, path: Path) -> Layout:
     return Layout("csv", tuple((name, "VARCHAR") for name in header), delimiter)
 
 
-def clean(raw: str, raw_type: str, fmt: str) -> str:
-    """The raw value with placeholder nulls ('', 'NULL', 'null') turned into real NULLs."""
+def cleaned(raw: str, fmt: str) -> str:
+    """A text column with placeholder nulls ('', 'NULL', 'null') turned into real NULLs
+    (and, in CSV, surrounding blanks trimmed)."""
     value = f"trim({ident(raw)})" if fmt == "csv" else ident(raw)
-    if raw_type != "VARCHAR":
-        return ident(raw)
     # Most values are longer than any placeholder: one length test spares them the list.
     return (
         f"(CASE WHEN strlen({value}) > 4 THEN {value} "
@@ -266,7 +283,7 @@ def _locate(
     if group.fmt == "parquet":
         sql = f"""
             SELECT file_row_number + 1, CAST({check.raw_sql} AS VARCHAR)
-            FROM read_parquet({sql_string(str(path))}, file_row_number = true)
+            FROM {group.reader((path,), filename=False, row_numbers=True)}
             WHERE {check.bad_sql} ORDER BY 1 LIMIT 1
         """
         row = conn.execute(sql).fetchone()

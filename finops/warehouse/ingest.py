@@ -259,6 +259,10 @@ def _insert(
         if delivery.tag_set_ids
         else ', CASE WHEN delivery."Tags" IS NOT NULL THEN hash(delivery."Tags") END AS "x_TagSetId"'
     )
+    # Rows of `cost` have no order that means anything (every reader sorts), and keeping the
+    # file's order makes DuckDB buffer the whole insert under `warehouse.memory_limit`:
+    # about 1.8x slower at 1 M rows with the 1 GB default.
+    conn.execute("SET preserve_insertion_order = false")
     row = conn.execute(
         f"""
         INSERT INTO cost BY NAME
