@@ -12,7 +12,8 @@ import pytest
 from finops.collectors.focus import read_focus
 from finops.errors import IngestError, PartialDeliveryError, WarehouseError
 from finops.warehouse import Warehouse
-from finops.warehouse.migrations import LATEST_VERSION
+from finops.warehouse.migrations import LATEST_VERSION, MIGRATIONS
+from finops.warehouse.schema import COST_COLUMNS
 from tests.conftest import JUNE_ROWS, MAY_ROWS, row, write_csv
 
 
@@ -196,3 +197,79 @@ def test_reading_a_missing_warehouse_says_what_to_run(tmp_path: Path) -> None:
         WarehouseError, match=r"no warehouse yet; run `finops demo` or `finops ingest"
     ):
         Warehouse(tmp_path / "none.duckdb").query("SELECT 1")
+
+
+def stored(warehouse: Warehouse) -> list[str]:
+    return [
+        r["column_name"]
+        for r in warehouse.query(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'cost_rows' "
+            "ORDER BY column_index"
+        ).to_pylist()
+    ]
+
+
+def test_cost_rows_store_only_filled_columns_and_the_view_shows_every_focus_column(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """A column is stored from the first delivery that fills it; before that, `cost` shows
+    it as NULL. The view's columns are the FOCUS ones in order, then our extras."""
+    ingest(warehouse, write_csv(tmp_path / "may.csv", MAY_ROWS))
+    before = stored(warehouse)
+    assert "CapacityReservationId" not in before
+    assert {"BilledCost", "ServiceName"} <= set(before)
+    view = [r["column_name"] for r in warehouse.query("DESCRIBE cost").to_pylist()]
+    assert view[: len(COST_COLUMNS)] == [c.name for c in COST_COLUMNS]
+
+    june = [row("06-01", "10.00", CapacityReservationId="cr-1"), *JUNE_ROWS[1:]]
+    ingest(warehouse, write_csv(tmp_path / "june.csv", june))
+
+    assert stored(warehouse) == [*before, "CapacityReservationId"]
+    assert [r["column_name"] for r in warehouse.query("DESCRIBE cost").to_pylist()] == view
+    found = warehouse.query(
+        """SELECT strftime("BillingPeriodStart", '%Y-%m') AS month,
+                  count("CapacityReservationId") AS filled, count(*) AS rows
+           FROM cost GROUP BY 1 ORDER BY 1"""
+    ).to_pylist()
+    assert found == [
+        {"month": "2026-05", "filled": 0, "rows": len(MAY_ROWS)},
+        {"month": "2026-06", "filled": 1, "rows": len(june)},
+    ]
+
+
+def test_an_older_file_keeps_its_rows_and_drops_only_empty_columns(tmp_path: Path) -> None:
+    """Migration 10 on a file made by migrations 1-9: same rows and values through `cost`,
+    the columns no row fills are no longer stored."""
+    path = tmp_path / "old.duckdb"
+    conn = duckdb.connect(str(path))
+    conn.execute(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMPTZ)"
+    )
+    for migration in MIGRATIONS[:9]:
+        for statement in migration.statements:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?, ?, now())",
+            [migration.version, migration.description],
+        )
+    conn.execute(
+        """INSERT INTO cost ("BillingAccountId", "BillingPeriodStart", "ChargePeriodStart",
+                             "BilledCost", "EffectiveCost", "SkuMeter", "x_Source")
+           VALUES ('1', '2026-05-01', '2026-05-02', 1.25, 1.00, 'Hours', 'aws'),
+                  ('1', '2026-05-01', '2026-05-03', 2.50, 2.00, NULL, 'aws')"""
+    )
+    conn.close()
+
+    warehouse = Warehouse(path)
+    rows = warehouse.query(
+        'SELECT "BilledCost", "SkuMeter", "CapacityReservationId" FROM cost ORDER BY 1'
+    ).to_pylist()
+
+    assert rows == [
+        {"BilledCost": Decimal("1.25"), "SkuMeter": "Hours", "CapacityReservationId": None},
+        {"BilledCost": Decimal("2.50"), "SkuMeter": None, "CapacityReservationId": None},
+    ]
+    kept = stored(warehouse)
+    assert "SkuMeter" in kept
+    assert not {"CapacityReservationId", "ResourceId"} & set(kept)
+    assert len(warehouse.query("DESCRIBE cost")) == len(COST_COLUMNS)

@@ -91,6 +91,8 @@ def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
         for migration in pending:
             for statement in migration.statements:
                 conn.execute(statement)
+            if migration.apply is not None:
+                migration.apply(conn)
             conn.execute(
                 "INSERT INTO schema_version VALUES (?, ?, ?)",
                 [migration.version, migration.description, datetime.now(UTC)],

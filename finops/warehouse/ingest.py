@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from finops.errors import FinopsError, IngestError, PartialDeliveryError
+from finops.warehouse.cost_storage import store_columns
 from finops.warehouse.runs import record_failure, transaction
 from finops.warehouse.schema import COLUMNS_BY_NAME
 
@@ -150,7 +151,7 @@ def _apply(
             )
             return _result(run_id, source, "unchanged", delivery, 0, clock)
         _refuse_partial_delivery(conn, source, delivery, force)
-        _add_extra_columns(conn, delivery.extra_columns)
+        _store_columns(conn, delivery)
         replaced = _delete_slice(conn, source, period_starts)
         inserted = _insert(conn, delivery, source, run_id)
         if inserted != delivery.rows:
@@ -225,17 +226,15 @@ def _refuse_partial_delivery(
             )
 
 
-def _add_extra_columns(conn: duckdb.DuckDBPyConnection, extra: dict[str, str]) -> None:
-    existing = {
-        name
-        for (name,) in conn.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'cost'"
-        ).fetchall()
+def _store_columns(conn: duckdb.DuckDBPyConnection, delivery: CostDelivery) -> None:
+    """Let `cost_rows` hold every column the delivery fills (see `cost_storage`)."""
+    described = conn.execute(f"DESCRIBE SELECT * FROM ({delivery.select_sql})").fetchall()
+    columns = {
+        name: COLUMNS_BY_NAME[name].sql_type if name in COLUMNS_BY_NAME else sql_type
+        for name, sql_type, *_ in described
     }
-    for name, sql_type in extra.items():
-        if name in COLUMNS_BY_NAME or name in existing:
-            continue
-        conn.execute(f'ALTER TABLE cost ADD COLUMN "{name}" {sql_type}')
+    columns.update(delivery.extra_columns)
+    store_columns(conn, columns)
 
 
 def _delete_slice(
@@ -243,7 +242,7 @@ def _delete_slice(
 ) -> int:
     row = conn.execute(
         """
-        DELETE FROM cost
+        DELETE FROM cost_rows
         WHERE "x_Source" = ? AND "BillingPeriodStart" IN (SELECT unnest(?::TIMESTAMPTZ[]))
         """,
         [source, period_starts],
@@ -265,7 +264,7 @@ def _insert(
     conn.execute("SET preserve_insertion_order = false")
     row = conn.execute(
         f"""
-        INSERT INTO cost BY NAME
+        INSERT INTO cost_rows BY NAME
         SELECT delivery.*, ? AS "x_Source", ? AS "x_IngestId"{tag_set_id}
         FROM ({delivery.select_sql}) AS delivery
         """,
@@ -274,7 +273,7 @@ def _insert(
     conn.execute(
         """
         INSERT INTO tag_sets
-        SELECT "x_TagSetId", any_value("Tags") FROM cost
+        SELECT "x_TagSetId", any_value("Tags") FROM cost_rows
         WHERE "x_IngestId" = ? AND "x_TagSetId" IS NOT NULL
         GROUP BY 1
         ON CONFLICT DO NOTHING

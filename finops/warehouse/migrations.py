@@ -6,8 +6,12 @@ file applies the missing ones in one transaction; opening a newer one is refused
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import duckdb
+
+from finops.warehouse.cost_storage import split_cost_storage
 from finops.warehouse.events import event_tables_ddl
 from finops.warehouse.schema import GPU_SAMPLE_COLUMNS, RESOURCE_COLUMNS, cost_table_ddl
 
@@ -17,6 +21,8 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    apply: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+    """A step that depends on the file's contents, run after the statements."""
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -328,6 +334,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
         ),
+    ),
+    Migration(
+        10,
+        "Cost rows store only the columns deliveries fill; `cost` is a view of every column",
+        (),
+        split_cost_storage,
     ),
 )
 
