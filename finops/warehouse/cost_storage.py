@@ -49,7 +49,8 @@ def stored_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def refresh_cost_view(conn: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create the `cost` view over what `cost_rows` holds now."""
+    """(Re)create the `cost` view over what `cost_rows` holds now. The view names every
+    column of `COST_COLUMNS`: a migration that adds one to the schema calls this too."""
     stored = stored_columns(conn)
     canonical = {c.name for c in COST_COLUMNS}
     items = [
