@@ -20,16 +20,6 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = (
-    "overview",
-    "chargeback_page",
-    "gpu_page",
-    "recommendations_page",
-    "roi_page",
-    "scorecard",
-    "quarterly",
-    "health_page",
-)
 
 
 def main() -> int:
@@ -44,11 +34,11 @@ def main() -> int:
         return 2
     os.environ["FINOPS_DB"] = str(args.db.resolve())
     os.environ["FINOPS_CONFIG"] = str(args.config.resolve())
-    from finops.app import ENTRY_POINT
+    from finops.app import ENTRY_POINT, PAGES
 
     over = 0
     print(f"{'page':<22}{'first render s':>16}{'warm s':>10}  budget {args.budget:g} s")
-    for page in PAGES:
+    for page in (spec.module for spec in PAGES):
         app = AppTest.from_file(str(ENTRY_POINT), default_timeout=600)
         if args.period:
             app.query_params["period"] = args.period

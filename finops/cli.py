@@ -917,14 +917,15 @@ def gpu_command(
     config: ConfigOption = None,
 ) -> None:
     """GPU-hours, utilisation, idle GPU-hours and idle cost per cluster or team."""
-    from finops.analytics.gpu import GpuAttribution, gpu_usage, unmatched_gpu_instances
+    from finops.analytics.gpu import GpuAttribution, gpu_hours, gpu_usage, unmatched_gpu_instances
 
     ctx = _context(db, config)
     chosen = ctx.period(period)
     attribution = GpuAttribution.from_config(ctx.config)
     with ctx.warehouse.reader() as conn:
-        table = gpu_usage(conn, chosen, by, attribution)
-        silent = unmatched_gpu_instances(conn, chosen, attribution) if unmatched else None
+        hours = gpu_hours(conn, chosen, attribution)  # joined once for both tables
+        table = gpu_usage(conn, chosen, by, attribution, hours)
+        silent = unmatched_gpu_instances(conn, chosen, attribution, hours) if unmatched else None
     threshold = ctx.config.gpu.idle_threshold_pct
     emit(table, fmt, title=f"GPU fleet {chosen.label} (idle: utilisation under {threshold:g}%)")
     if silent is not None:
@@ -1992,7 +1993,7 @@ def forecast_command(
 ) -> None:
     """Spend per team to the end of a month or quarter, with an 80% interval, and the
     variance of the forecast made at the period's start."""
-    from finops.analytics.chargeback import Allocation
+    from finops.analytics.chargeback import Allocation, allocation_history
     from finops.analytics.forecast import forecast, forecast_variance
 
     ctx = _context(db, config)
@@ -2001,8 +2002,10 @@ def forecast_command(
     allocation = Allocation.from_config(ctx.config)
     basis = _basis(ctx, cost)
     with ctx.warehouse.reader() as conn:
-        table = forecast(conn, chosen, allocation, now=now, cost=basis)
-        variance = forecast_variance(conn, chosen, allocation, cost=basis)
+        # Both read monthly totals of the allocated bill: allocate every month once.
+        lines = allocation_history(conn, allocation, cost=basis)
+        table = forecast(conn, chosen, allocation, now=now, cost=basis, lines=lines)
+        variance = forecast_variance(conn, chosen, allocation, cost=basis, lines=lines)
     emit(table, fmt, title=f"Forecast {chosen.label} as of {now:%Y-%m-%d} (80% interval)")
     if fmt is OutputFormat.table:
         emit(variance, fmt, title=f"{chosen.label}: forecast made at its start vs actual")

@@ -13,6 +13,7 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from finops.app import ENTRY_POINT
+from finops.app import PAGES as APP_PAGES
 from tests.conftest import DemoRun
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,16 +61,8 @@ def build(demo_run: DemoRun, root: Path) -> AppDemo:
     return AppDemo(demo_run.warehouse.path, write_config(root / "config", OIDC_ACCESS))
 
 
-PAGES = (
-    "overview",
-    "chargeback_page",
-    "gpu_page",
-    "recommendations_page",
-    "roi_page",
-    "scorecard",
-    "quarterly",
-    "health_page",
-)
+PAGES: tuple[str, ...] = tuple(spec.module for spec in APP_PAGES)
+"""Every page's module, as `AppTest.switch_page` names it."""
 MONTH = "2026-09"
 
 

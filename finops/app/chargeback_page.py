@@ -69,15 +69,9 @@ def rolled_up(allocated: pa.Table, level: str) -> pa.Table:
 
 
 def render() -> None:
-    ctx = ui.context()
-    st.title("Charge-back")
-    if ctx.marker == "none":
-        ui.no_warehouse()
+    ctx = ui.open_page("Charge-back")
+    if ctx is None:
         return
-    if ctx.filters.period == ui.ALL:
-        ui.empty("The warehouse holds no cost rows yet.", "finops ingest focus PATH")
-        return
-    ui.scope_caption(ctx)
     f = ctx.filters
     with st.spinner("Allocating shared cost..."):
         allocated = ui.only_teams(data.allocated(ctx.db, ctx.marker, f.period, f.cost), ctx.teams)

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,9 @@ from finops.analytics.chargeback import (
     billing_months,
     chargeback,
     parse_dimensions,
-    period_total,
 )
 from finops.analytics.dora import DeliveryScope, dora, load_bands
-from finops.analytics.forecast import forecast, forecast_variance
+from finops.analytics.forecast import forecast_variance
 from finops.analytics.gpu import GpuAttribution, gpu_hours, gpu_usage, unmatched_gpu_instances
 from finops.analytics.kpis import finops_kpis
 from finops.analytics.process import adoption, oncall_load
@@ -344,12 +343,6 @@ def spend_trend(
 
 
 @st.cache_data(show_spinner=False)
-def bill_total(db: str, marker: str, period_text: str, cost: str) -> dict[str, Any]:
-    with reading(db) as conn:
-        return period_total(conn, to_period(period_text), _basis(cost))
-
-
-@st.cache_data(show_spinner=False)
 def history(db: str, marker: str, cost: str) -> pa.Table:
     """The allocation lines of every month held: the allocation is computed once, and every
     month's or quarter's allocated, coverage and forecast figures are read from it."""
@@ -381,18 +374,6 @@ def coverage(db: str, marker: str, period_text: str, cost: str) -> pa.Table:
     with reading(db) as conn:
         return allocation_coverage(
             conn, to_period(period_text), allocation, cost=_basis(cost), lines=lines
-        )
-
-
-@st.cache_data(show_spinner=False)
-def team_forecast(db: str, marker: str, period_text: str, cost: str, as_of: date) -> pa.Table:
-    """Per team: the period's actual so far and its forecast total (80% interval)."""
-    allocation = Allocation.from_config(settings())
-    now = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-    lines = history(db, marker, cost)
-    with reading(db) as conn:
-        return forecast(
-            conn, to_period(period_text), allocation, now=now, cost=_basis(cost), lines=lines
         )
 
 

@@ -46,15 +46,9 @@ def daily(hourly: pa.Table) -> pa.Table:
 
 
 def render() -> None:
-    ctx = ui.context()
-    st.title("GPU fleet")
-    if ctx.marker == "none":
-        ui.no_warehouse()
+    ctx = ui.open_page("GPU fleet")
+    if ctx is None:
         return
-    if ctx.filters.period == ui.ALL:
-        ui.empty("The warehouse holds no cost rows yet.", "finops ingest focus PATH")
-        return
-    ui.scope_caption(ctx)
     threshold = data.settings().gpu.idle_threshold_pct
     with st.spinner("Joining GPU-hours to their cost..."):
         by_cluster_team = ui.only_teams(

@@ -14,10 +14,8 @@ from finops.app import data, ui
 
 
 def render() -> None:
-    ctx = ui.context()
-    st.title("Data health")
-    if ctx.marker == "none":
-        ui.no_warehouse()
+    ctx = ui.open_page("Data health", needs_period=False, caption=False)
+    if ctx is None:
         return
     found = data.health(ctx.db, ctx.marker)
     runs = found["runs"]

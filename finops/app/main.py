@@ -6,21 +6,12 @@ Each page lives in its own module (a script Streamlit runs, so tests can switch 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from finops.app import data, ui
+from finops.app import PAGES, data, ui
 from finops.app.access import NoAccess, Viewer, check_teams, resolve_viewer
 from finops.config import Config
 from finops.errors import WarehouseBusyError
-
-HERE = Path(__file__).parent
-
-
-def page(module: str) -> str:
-    """A page's script: each page module runs its `render()` when Streamlit runs it."""
-    return str(HERE / f"{module}.py")
 
 
 def identify() -> Viewer | NoAccess:
@@ -78,45 +69,11 @@ def draw(viewer: Viewer, config: Config, db: str, marker: str, ready: bool) -> N
             st.sidebar.button("Sign out", on_click=st.logout)
     pages = [
         st.Page(
-            page("overview"),
-            title="Overview",
-            icon=":material/dashboard:",
-            url_path="overview",
-            default=True,
-        ),
-        st.Page(
-            page("chargeback_page"),
-            title="Charge-back",
-            icon=":material/account_balance:",
-            url_path="chargeback",
-        ),
-        st.Page(page("gpu_page"), title="GPU fleet", icon=":material/memory:", url_path="gpu"),
-        st.Page(
-            page("recommendations_page"),
-            title="Recommendations",
-            icon=":material/lightbulb:",
-            url_path="recommendations",
-        ),
-        st.Page(page("roi_page"), title="ROI", icon=":material/trending_up:", url_path="roi"),
-        st.Page(
-            page("scorecard"), title="Scorecard", icon=":material/scoreboard:", url_path="scorecard"
-        ),
-        st.Page(
-            page("quarterly"),
-            title="Quarterly review",
-            icon=":material/summarize:",
-            url_path="quarterly",
-        ),
-    ]
-    if viewer.sees_everything:
-        pages.append(
-            st.Page(
-                page("health_page"),
-                title="Data health",
-                icon=":material/monitor_heart:",
-                url_path="health",
-            )
+            spec.script, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=i == 0
         )
+        for i, spec in enumerate(PAGES)
+        if viewer.sees_everything or not spec.admin_only
+    ]
     st.navigation(pages).run()
 
 

@@ -13,15 +13,9 @@ TREND_MONTHS = 6
 
 
 def render() -> None:
-    ctx = ui.context()
-    st.title("Overview")
-    if ctx.marker == "none":
-        ui.no_warehouse()
+    ctx = ui.open_page("Overview")
+    if ctx is None:
         return
-    if ctx.filters.period == ui.ALL:
-        ui.empty("The warehouse holds no cost rows yet.", "finops ingest focus PATH")
-        return
-    ui.scope_caption(ctx)
     period = data.to_period(ctx.filters.period)
     before = data.previous_period(period)
     f = ctx.filters

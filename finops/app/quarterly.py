@@ -24,14 +24,12 @@ def quarter_choices(ctx: ui.Context) -> list[str]:
 
 
 def render() -> None:
-    ctx = ui.context()
-    st.title("Quarterly review")
-    if ctx.marker == "none":
-        ui.no_warehouse()
+    ctx = ui.open_page("Quarterly review", needs_period=False, caption=False)
+    if ctx is None:
         return
     choices = quarter_choices(ctx)
     if not choices:
-        ui.empty("The warehouse holds no cost rows yet.", "finops ingest focus PATH")
+        ui.empty(ui.NO_COST_ROWS, "finops ingest focus PATH")
         return
     default = (
         data.quarter_of(data.to_period(ctx.filters.period)).label

@@ -31,12 +31,9 @@ COLUMNS = [
 
 
 def render() -> None:
-    ctx = ui.context()
-    st.title("Recommendations")
-    if ctx.marker == "none":
-        ui.no_warehouse()
+    ctx = ui.open_page("Recommendations", needs_period=False)
+    if ctx is None:
         return
-    ui.scope_caption(ctx)
     found = data.recommendations(ctx.db, ctx.marker, ctx.teams)
     if found.num_rows == 0:
         ui.empty("No recommendations for these teams yet.", "finops recommend")

@@ -14,15 +14,9 @@ from finops.app import data, ui
 
 
 def render() -> None:
-    ctx = ui.context()
-    st.title("ROI")
-    if ctx.marker == "none":
-        ui.no_warehouse()
+    ctx = ui.open_page("ROI")
+    if ctx is None:
         return
-    if ctx.filters.period == ui.ALL:
-        ui.empty("The warehouse holds no cost rows yet.", "finops ingest focus PATH")
-        return
-    ui.scope_caption(ctx)
     options = ["project", "team"] if ctx.teams is None else ["team"]
     by = st.segmented_control("Per", options, default=options[0], key="roi_by") or options[0]
     with st.spinner("Comparing cost and value..."):

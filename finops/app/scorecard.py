@@ -15,15 +15,9 @@ BAND_MARK = {"elite": "🟢 elite", "high": "🟢 high", "medium": "🟠 medium"
 
 
 def render() -> None:
-    ctx = ui.context()
-    st.title("Scorecard")
-    if ctx.marker == "none":
-        ui.no_warehouse()
+    ctx = ui.open_page("Scorecard")
+    if ctx is None:
         return
-    if ctx.filters.period == ui.ALL:
-        ui.empty("The warehouse holds no cost rows yet.", "finops ingest focus PATH")
-        return
-    ui.scope_caption(ctx)
     _kpis(ctx)
     _dora(ctx)
     _quality(ctx)

@@ -132,6 +132,25 @@ def context() -> Context:
     return found
 
 
+NO_COST_ROWS = "The warehouse holds no cost rows yet."
+
+
+def open_page(title: str, *, needs_period: bool = True, caption: bool = True) -> Context | None:
+    """Start a page: its title, then its context; None once the page has said why there
+    is nothing to show (no warehouse, or, for a page that needs one, no billed period)."""
+    ctx = context()
+    st.title(title)
+    if ctx.marker == "none":
+        no_warehouse()
+        return None
+    if needs_period and ctx.filters.period == ALL:
+        empty(NO_COST_ROWS, "finops ingest focus PATH")
+        return None
+    if caption:
+        scope_caption(ctx)
+    return ctx
+
+
 # --- tables -------------------------------------------------------------------------------
 
 
@@ -315,23 +334,6 @@ def scope_caption(ctx: Context) -> None:
 
 
 # --- charts -------------------------------------------------------------------------------
-
-
-def bar_chart(
-    rows: pa.Table, *, x: str, y: str, currency: str, color: str | None = None
-) -> alt.Chart:
-    encoding: dict[str, Any] = {
-        "x": alt.X(f"{x}:Q", title=f"Cost ({currency})", axis=alt.Axis(format=",.0f")),
-        "y": alt.Y(f"{y}:N", sort="-x", title=y.replace("_", " ").capitalize()),
-        "tooltip": [
-            alt.Tooltip(f"{y}:N"),
-            alt.Tooltip(f"{x}:Q", format=",.2f", title=f"{x} ({currency})"),
-        ],
-    }
-    if color:
-        encoding["color"] = alt.Color(f"{color}:N", title=color.replace("_", " ").capitalize())
-        encoding["tooltip"].append(alt.Tooltip(f"{color}:N"))
-    return alt.Chart(alt.Data(values=_records(rows))).mark_bar().encode(**encoding)
 
 
 def _records(table: pa.Table) -> list[dict[str, Any]]:

@@ -16,7 +16,12 @@ from finops.analytics.chargeback import (
     parse_dimensions,
 )
 from finops.reports.model import NoData, ReportScope, to_cent
-from finops.reports.sections.common import allocated_by_month, for_team, no_billing
+from finops.reports.sections.common import (
+    allocated_by_month,
+    allocation_lines_of,
+    for_team,
+    no_billing,
+)
 from finops.reports.workbook import Column, ReportWorkbook
 
 TOP_SERVICES = 10
@@ -100,7 +105,10 @@ def collect(scope: ReportScope) -> Chargeback | NoData:
     allocation = Allocation.from_config(scope.config)
     basis = settings.cost_basis
 
-    table = allocate(scope.conn, scope.period, allocation, by="team", grain="period", cost=basis)
+    lines = allocation_lines_of(scope)
+    table = allocate(
+        scope.conn, scope.period, allocation, by="team", grain="period", cost=basis, lines=lines
+    )
     by_team = for_team(table, scope.team).to_pylist()
     if not by_team:
         return no_billing(scope)
@@ -119,7 +127,9 @@ def collect(scope: ReportScope) -> Chargeback | NoData:
         for row in by_team
     )
     if scope.team is None:
-        buckets = allocation_coverage(scope.conn, scope.period, allocation, cost=basis).to_pylist()
+        buckets = allocation_coverage(
+            scope.conn, scope.period, allocation, cost=basis, lines=lines
+        ).to_pylist()
         totals = tuple(Total(b["currency"], b["bill"]) for b in buckets)
         coverage: tuple[TagCoverage, ...] | NoData = tuple(
             TagCoverage(

@@ -8,7 +8,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finops.analytics.chargeback import Allocation, allocate, billing_months
+from finops.analytics.chargeback import Allocation, allocate, allocation_history, billing_months
+from finops.analytics.gpu import GpuAttribution, gpu_hours
 from finops.periods import Period
 from finops.reports.model import NoData, ReportScope
 
@@ -23,6 +24,27 @@ def for_team(table: pa.Table, team: str | None, column: str = "team") -> pa.Tabl
     if team is None:
         return table
     return table.filter(pc.equal(table[column], team))
+
+
+def allocation_lines_of(scope: ReportScope) -> pa.Table:
+    """The allocation of every month held, computed once per report: the charge-back, its
+    coverage, the KPIs and the forecast check all read their months from it (`lines=`)."""
+    return scope.once(
+        "allocation-lines",
+        lambda: allocation_history(
+            scope.conn,
+            Allocation.from_config(scope.config),
+            cost=scope.config.allocation.cost_basis,
+        ),
+    )
+
+
+def gpu_hours_of(scope: ReportScope) -> pa.Table:
+    """The period's GPU-hours joined to their cost, once per report (`hours=`)."""
+    return scope.once(
+        "gpu-hours",
+        lambda: gpu_hours(scope.conn, scope.period, GpuAttribution.from_config(scope.config)),
+    )
 
 
 def allocated_by_month(scope: ReportScope) -> pa.Table:
@@ -43,6 +65,7 @@ def allocated_by_month(scope: ReportScope) -> pa.Table:
             by="team",
             grain="month",
             cost=scope.config.allocation.cost_basis,
+            lines=allocation_lines_of(scope),
         )
 
     return for_team(scope.once("allocated-by-month", compute), scope.team)

@@ -10,7 +10,7 @@ import altair as alt
 
 from finops.analytics.gpu import GpuAttribution, gpu_usage
 from finops.reports.model import NoData, ReportScope
-from finops.reports.sections.common import for_team, money
+from finops.reports.sections.common import for_team, gpu_hours_of, money
 from finops.reports.workbook import Column, ReportWorkbook
 
 
@@ -69,7 +69,8 @@ def collect(scope: ReportScope) -> GpuFleet | NoData:
     attribution = GpuAttribution.from_config(scope.config)
     prefix = "team," if scope.team else ""
     clusters = for_team(
-        gpu_usage(scope.conn, scope.period, f"{prefix}cluster", attribution), scope.team
+        gpu_usage(scope.conn, scope.period, f"{prefix}cluster", attribution, gpu_hours_of(scope)),
+        scope.team,
     ).to_pylist()
     if not clusters:
         whose = f" attributed to team {scope.team}" if scope.team else ""
@@ -78,7 +79,8 @@ def collect(scope: ReportScope) -> GpuFleet | NoData:
             "or nvidia-smi metrics (`finops collect`, `finops ingest dcgm|prometheus|nvidia-smi`)."
         )
     days = for_team(
-        gpu_usage(scope.conn, scope.period, f"{prefix}day", attribution), scope.team
+        gpu_usage(scope.conn, scope.period, f"{prefix}day", attribution, gpu_hours_of(scope)),
+        scope.team,
     ).to_pylist()
     return GpuFleet(
         idle_threshold_pct=scope.config.gpu.idle_threshold_pct,

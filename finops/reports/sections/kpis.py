@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from finops.analytics.chargeback import Allocation
 from finops.analytics.kpis import finops_kpis
 from finops.reports.model import NoData, ReportScope
+from finops.reports.sections.common import allocation_lines_of, gpu_hours_of
 from finops.reports.workbook import Column, ReportWorkbook
 
 
@@ -41,6 +42,8 @@ def collect(scope: ReportScope) -> Kpis | NoData:
         scope.config.kpi_targets,
         team=scope.team,
         cost=scope.config.allocation.cost_basis,
+        lines=allocation_lines_of(scope),
+        gpu_hours=gpu_hours_of(scope),
     )
     rows = tuple(Kpi(**{k: r[k] for k in Kpi.__dataclass_fields__}) for r in table.to_pylist())
     if all(r.value is None for r in rows):

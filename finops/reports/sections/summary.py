@@ -15,7 +15,7 @@ from finops.analytics.forecast import forecast_variance
 from finops.policies.store import realised_savings
 from finops.reports.model import NoData, ReportScope, to_cent
 from finops.reports.sections import recommendations
-from finops.reports.sections.common import allocated_by_month, no_billing
+from finops.reports.sections.common import allocated_by_month, allocation_lines_of, no_billing
 from finops.reports.workbook import Column, ReportWorkbook
 
 TOP_ACTIONS = 3
@@ -86,6 +86,7 @@ def forecast_for(scope: ReportScope) -> ForecastCheck | NoData:
         scope.period,
         Allocation.from_config(scope.config),
         cost=scope.config.allocation.cost_basis,
+        lines=allocation_lines_of(scope),
     ).to_pylist()
     wanted = scope.team or "(total)"
     chosen = next((r for r in rows if r["team"] == wanted), None)
