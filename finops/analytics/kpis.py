@@ -120,7 +120,7 @@ def finops_kpis(
     `gpu_hours`: the period's `finops.analytics.gpu.gpu_hours`, when already fetched.
     """
     rates = cost_rates(conn, period, allocation, team)
-    if lines is None and period.kind != "range":
+    if lines is None:
         lines = allocation_history(conn, allocation, cost=cost, until=period.end)
     rows: list[dict[str, object]] = []
 
